@@ -1,0 +1,485 @@
+"""Grade one submission: load it in a worker, decide exercises and backends, run every case.
+
+This is the orchestration stage. It turns each (case, backend, dtype) into an `InstanceResult`
+by running the case's property against the submission in a fresh child process, scores the
+cases, runs diagnosis on the failures and checks the implementation rules. It prints nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import time
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+from . import __version__
+from .errors import BackendUnavailable, SubmissionError
+from .exercises import EXERCISES
+from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
+from .loader import build_fixed_inputs
+from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
+from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
+from .runner import CaseSession, Limits, LoadReport, WorkerPool, WorkerSession
+from .scoring import score_case, score_exercise
+from .specmodel import Case, InputSpec, Spec
+from .static import StaticReport, analyze
+from .submission import Submission, load_submission
+
+SHRINK_CALL_BUDGET = 60
+PROBE_DIMS = {
+    "manual_attention": {"batch": 2, "n_heads": 2, "seq_q": 3, "seq_k": 4, "d_head": 5, "d_v": 6},
+    "multi_head_attention": {"batch": 2, "seq": 3, "d_model": 8, "n_heads": 2},
+    "transformer_block": {"batch": 2, "seq": 3, "d_model": 8, "n_heads": 2, "d_ff": 5},
+}
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    exercises: tuple[str, ...] = ()
+    backend: str = "auto"  # auto | numpy | torch | both
+    visible_only: bool = False
+    show_hidden: bool = False
+    case_ids: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    repro_args: tuple[str, ...] = ()  # extra CLI args (e.g. --spec DIR) to put in repro commands
+
+
+@dataclass
+class FailureEvidence:
+    """The calls of one failed instance, for diagnosis."""
+
+    case: Case
+    backend: str
+    dtype: str
+    observations: list[Observation]
+
+
+@dataclass
+class ExerciseRun:
+    result: ExerciseResult
+    evidence: list[FailureEvidence] = field(default_factory=list)
+    passed_evidence: list[FailureEvidence] = field(default_factory=list)
+    tripwires: list[dict[str, Any]] = field(default_factory=list)
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None) -> GradeResult:
+    """Grade the submission at `path`; never raises for problems in the submission itself."""
+    start = time.monotonic()
+    scope = options.exercises or tuple(EXERCISES)
+    result = GradeResult(
+        submission={"path": path, "kind": None, "sha256": None},
+        spec={"digest": spec.digest, "files": [f.path for f in spec.files], "cases": len(spec.cases)},
+        status="graded",
+        options={"exercises": list(scope), "backend": options.backend, "visible_only": options.visible_only, "show_hidden": options.show_hidden, "cases": list(options.case_ids)},
+        tool={"name": "attnspec", "version": __version__},
+    )
+    try:
+        submission = load_submission(path)
+    except SubmissionError as exc:
+        result.exercises = [ExerciseResult(e, "load_error", str(exc), max_score=_max_points(spec, e, options)) for e in scope]
+        _finish(result, spec, options, scope, start)
+        return result
+    result.submission.update(kind=submission.kind, sha256=submission.sha256)
+    static = analyze(submission)
+    candidates = _backend_candidates(options.backend, static)
+    own_pool = pool is None
+    pool = pool or WorkerPool()
+    if "torch" in candidates:
+        pool.preload(["torch"])
+    session = WorkerSession(pool, submission.load_request(), options.limits)
+    try:
+        load = session.start()
+        if "torch" in candidates and pool.wait_preloaded().get("torch"):
+            raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
+        result.load = _load_info(submission, load)
+        deadline = start + options.limits.submission_timeout
+        for exercise in scope:
+            run = _grade_exercise(exercise, spec, options, submission, static, load, session, candidates, deadline)
+            result.exercises.append(run.result)
+    finally:
+        session.close()
+        if own_pool:
+            pool.close()
+    _finish(result, spec, options, scope, start)
+    return result
+
+
+def _finish(result: GradeResult, spec: Spec, options: GradeOptions, scope: tuple[str, ...], start: float) -> None:
+    result.score = round(sum(e.score for e in result.exercises), 6)
+    result.max_score = round(sum(e.max_score for e in result.exercises), 6)
+    result.not_run = _not_run(spec, options, scope)
+    result.timings = {"total": round(time.monotonic() - start, 3)}
+
+
+def _max_points(spec: Spec, exercise: str, options: GradeOptions) -> float:
+    cases = _cases_for(spec, exercise, options)
+    rules = spec.rules.get(exercise)
+    return sum(c.points for c in cases) + (rules.points if rules and not options.case_ids else 0.0)
+
+
+def _cases_for(spec: Spec, exercise: str, options: GradeOptions) -> list[Case]:
+    cases = [c for c in spec.cases if c.exercise == exercise]
+    if options.case_ids:
+        cases = [c for c in cases if c.id in options.case_ids]
+    if options.visible_only:
+        cases = [c for c in cases if not c.hidden]
+    return cases
+
+
+def _not_run(spec: Spec, options: GradeOptions, scope: tuple[str, ...]) -> list[NotRun]:
+    out = []
+    for exercise in scope:
+        if options.visible_only and not options.case_ids:
+            hidden = [c for c in spec.cases if c.exercise == exercise and c.hidden]
+            if hidden:
+                out.append(NotRun(exercise, "hidden", len(hidden), sum(c.points for c in hidden), "hidden cases skipped by --visible-only"))
+        for w in spec.unsatisfied_withheld():
+            if w.exercise == exercise:
+                out.append(NotRun(exercise, "withheld", w.cases, w.points, w.note or f"graded only by the course autograder (suite '{w.suite}')"))
+    return out
+
+
+def _load_info(submission: Submission, load: LoadReport) -> LoadInfo:
+    info = LoadInfo(notes=list(submission.notes), output=load.output.get("text", ""), output_bytes=int(load.output.get("bytes", 0)))
+    for p in submission.syntax_problems:
+        where = submission.where(p.filename, p.line) or f"line {p.line}"
+        info.errors.append({"type": "SyntaxError", "message": p.message, "where": f"{p.filename.split(',')[0]}, {where}", "line": p.line, "file": p.filename, "traceback": ""})
+    for e in load.chunk_errors:
+        where = submission.where(e.get("file"), e.get("line"))
+        info.errors.append({"type": e["type"], "message": e["message"], "where": f"{(e.get('file') or submission.display).split(',')[0]}, {where}".rstrip(", "), "line": e.get("line"), "file": e.get("file"), "traceback": e.get("traceback", "")})
+    if load.fatal:
+        info.errors.append({"type": "LoadFailed", "message": load.fatal, "where": submission.display, "line": None, "file": None, "traceback": ""})
+    return info
+
+
+def _backend_candidates(requested: str, static: StaticReport) -> list[str]:
+    if requested in ("numpy", "torch"):
+        wanted = [requested]
+    elif requested == "both":
+        wanted = ["numpy", "torch"]
+    else:
+        wanted = static.backend_hints
+    if "torch" in wanted and not torch_available():
+        if requested in ("torch", "both") or wanted == ["torch"]:
+            raise BackendUnavailable("this submission uses PyTorch, but torch is not installed here: pip install 'attnspec[torch]' (see README for the pinned version)")
+        wanted = [b for b in wanted if b != "torch"]
+    return wanted
+
+
+# ---------------------------------------------------------------- one exercise
+
+
+def _grade_exercise(
+    exercise: str,
+    spec: Spec,
+    options: GradeOptions,
+    submission: Submission,
+    static: StaticReport,
+    load: LoadReport,
+    session: WorkerSession,
+    candidates: list[str],
+    deadline: float,
+) -> ExerciseRun:
+    contract = EXERCISES[exercise]
+    cases = _cases_for(spec, exercise, options)
+    rules = spec.rules.get(exercise)
+    result = ExerciseResult(exercise, "graded", max_score=_max_points(spec, exercise, options))
+    run = ExerciseRun(result)
+    info = load.functions.get(exercise)
+    fn_static = static.functions.get(exercise)
+    if fn_static is not None:
+        result.location = f"{fn_static.filename.split(',')[0]}, {submission.where(fn_static.filename, fn_static.line)}"
+    if not load.ok:
+        result.status, result.message = "load_error", f"the submission could not be loaded: {load.fatal}"
+        return run
+    if info is None:
+        result.status = "missing"
+        result.message = _missing_message(exercise, submission, static)
+        return run
+    result.signature = info.get("signature")
+    if not info.get("callable"):
+        result.status, result.message = "signature_error", f"{exercise} is a {info.get('type')}, not a function; define it with def {contract.signature}:"
+        return run
+    if not info.get("bindable", True):
+        result.status = "signature_error"
+        result.message = f"{info.get('signature', exercise)} cannot be called as {contract.signature}: {info.get('bind_error')}"
+        return run
+    if fn_static is not None and fn_static.is_stub:
+        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet (it is still the starter stub)"
+        return run
+    backends, notes, not_implemented = _probe_backends(exercise, candidates, session, fn_static)
+    result.backends, result.backend_notes = backends, notes
+    if not_implemented:
+        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError"
+        return run
+    forbidden = [f.api for f in rules.forbidden] if rules is not None else []
+    applicable = [c for c in cases if set(c.backends) & set(backends)]
+    skipped = [c for c in cases if c not in applicable]
+    if skipped:
+        only = sorted({b for c in skipped for b in c.backends})
+        result.backend_notes.append(f"{len(skipped)} case(s) apply only to {', '.join(only)} and were not run for this submission")
+        result.max_score -= sum(c.points for c in skipped)
+    for case in applicable:
+        result.cases.append(_run_case(case, backends, options, submission, session, run, deadline, forbidden))
+    if rules is not None and not options.case_ids:
+        result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
+    score_exercise(result)
+    if run.evidence:
+        from .diagnosis import diagnose
+
+        diagnose(run, options)
+    return run
+
+
+def _missing_message(exercise: str, submission: Submission, static: StaticReport) -> str:
+    message = f"{exercise} is not defined in {submission.display}; expected def {EXERCISES[exercise].signature}:"
+    for p in submission.syntax_problems:
+        lines = "".join(c.source for c in submission.chunks)
+        if f"def {exercise}" not in lines:
+            message += f". A syntax error at {submission.where(p.filename, p.line)} ({p.message}) removed lines {p.removed[0]}-{p.removed[1]}, which may contain it"
+            break
+    return message
+
+
+def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession, fn_static: Any) -> tuple[list[str], list[str], bool]:
+    """Try the function once per candidate backend on small inputs; keep the ones it handles."""
+    inputs = generate_inputs(exercise, _probe_spec(exercise), PROBE_DIMS[exercise], seed=0)
+    ok, notes = [], []
+    for backend in candidates:
+        with session.case(f"{exercise}.probe.{backend}", 10.0) as cs:
+            outcome = cs.call(exercise, inputs, backend=backend, dtype="float64")
+        if outcome.status == "raised" and outcome.error and outcome.error.get("type") == "NotImplementedError" and _raised_inside(outcome.error, fn_static):
+            return [], [], True
+        kind = outcome.output.kind if outcome.output else None
+        if outcome.ok and kind == ("ndarray" if backend == "numpy" else "tensor"):
+            ok.append(backend)
+        elif len(candidates) > 1:
+            why = outcome.problem() if not outcome.ok else f"returned {outcome.output.describe() if outcome.output else 'None'}"
+            notes.append(f"not graded on {backend}: with {backend} inputs it {why.splitlines()[0]}")
+    if not ok:
+        ok = candidates[:1] if len(candidates) == 1 else [c for c in candidates if c == "torch"][:1] or candidates[:1]
+        notes = []
+    return ok, notes, False
+
+
+def _probe_spec(exercise: str) -> InputSpec:
+    return InputSpec(shapes=PROBE_DIMS[exercise])
+
+
+def _raised_inside(error: dict[str, Any], fn_static: Any) -> bool:
+    if fn_static is None or error.get("line") is None:
+        return True
+    node = fn_static.node
+    return error.get("file") == fn_static.filename and node.lineno <= error["line"] <= (node.end_lineno or node.lineno)
+
+
+# ---------------------------------------------------------------- one case
+
+
+def _run_case(
+    case: Case, backends: list[str], options: GradeOptions, submission: Submission, session: WorkerSession, run: ExerciseRun, deadline: float, forbidden: list[str]
+) -> CaseResult:
+    prop = PROPERTIES[case.property]
+    hidden = case.hidden and not options.show_hidden
+    result = CaseResult(
+        case_id=case.id,
+        exercise=case.exercise,
+        title=case.title,
+        property=case.property,
+        visibility=case.visibility,
+        max_points=case.points,
+        points=0.0,
+        outcome="not_run",
+        feedback=case.feedback or prop.summary,
+        inputs=None if hidden else describe_inputs(case),
+        repro=_repro(submission, case, options),
+    )
+    start = time.monotonic()
+    outputs = []
+    for backend in [b for b in backends if b in case.backends]:
+        for dtype in case.dtypes:
+            if time.monotonic() > deadline:
+                inst = InstanceResult(backend, dtype, "error", f"not run: the submission's total time limit ({options.limits.submission_timeout:g} s) was reached")
+            else:
+                inst, captured = _run_instance(case, backend, dtype, options, session, run, forbidden)
+                if captured.get("text"):
+                    outputs.append(captured["text"])
+            if hidden:
+                _redact(inst)
+            result.instances.append(inst)
+    result.output = "\n".join(outputs)[:8000]
+    result.duration = round(time.monotonic() - start, 4)
+    score_case(result)
+    return result
+
+
+def describe_inputs(case: Case) -> str:
+    spec = case.inputs
+    if spec is None:
+        return "inputs made by the property"
+    if spec.is_literal:
+        return "literal inputs: " + ", ".join(sorted(spec.literal))
+    shapes = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in spec.shapes.items())
+    extra = [f"mask={spec.mask}", f"seed={spec.seed}"]
+    if spec.score_scale:
+        extra.append(f"score_scale={spec.score_scale:g}")
+    if spec.scale != 1.0:
+        extra.append(f"scale={spec.scale:g}")
+    if spec.offset:
+        extra.append(f"offset={spec.offset:g}")
+    if spec.poison:
+        extra.append("poison=1000 at blocked keys")
+    drawn = f"; {case.examples} drawn examples" if spec.is_drawn else ""
+    return f"{shapes}, {', '.join(extra)}{drawn}"
+
+
+def _repro(submission: Submission, case: Case, options: GradeOptions) -> str:
+    args = ["attnspec", "grade", submission.display, "--case", case.id, *options.repro_args]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _redact(inst: InstanceResult) -> None:
+    """Hidden cases: keep the verdict and the likely mistake, drop anything that reveals inputs."""
+    if inst.outcome == "passed":
+        return
+    text = inst.message
+    cut = text.find(" [")
+    inst.message = (text[:cut] if cut > 0 else text).split("\n")[0] + " [hidden case: inputs not shown]"
+    inst.example = None
+    inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error", "mismatched", "total")}
+
+
+def _run_instance(
+    case: Case, backend: str, dtype: str, options: GradeOptions, session: WorkerSession, run: ExerciseRun, forbidden: list[str]
+) -> tuple[InstanceResult, dict[str, Any]]:
+    prop = PROPERTIES[case.property]
+    start = time.monotonic()
+    cs: CaseSession
+    with session.case(case.id, case.timeout, forbidden=forbidden) as cs:
+        ctx = CaseContext(case, backend, dtype, case.tolerances[dtype], cs, options.limits)
+        inst = _check(ctx, case, prop)
+    inst.duration = round(time.monotonic() - start, 4)
+    inst.calls = ctx.calls
+    for hit in ctx.tripwires:
+        if hit not in run.tripwires:
+            run.tripwires.append(hit)
+    evidence = FailureEvidence(case, backend, dtype, ctx.observations)
+    (run.passed_evidence if inst.outcome == "passed" else run.evidence).append(evidence)
+    return inst, cs.captured
+
+
+def _check(ctx: CaseContext, case: Case, prop: Any) -> InstanceResult:
+    """Run the property on fixed, literal or drawn inputs; every way it can end becomes a result."""
+    backend, dtype = ctx.backend, ctx.dtype
+    try:
+        if case.inputs is not None and case.inputs.is_drawn:
+            return _check_drawn(ctx, case, prop)
+        inputs = build_fixed_inputs(case)
+        inputs = cast_inputs(inputs, dtype) if inputs is not None else None
+        prop.check(ctx, inputs)
+        return InstanceResult(backend, dtype, "passed")
+    except Failed as exc:
+        return InstanceResult(backend, dtype, exc.kind, exc.message, exc.likely, details=exc.details)
+    except CaseAborted as exc:
+        return InstanceResult(backend, dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}")
+    except Exception as exc:  # noqa: BLE001 - fail closed: a bug in attnspec fails this case, with the reason, and nothing else
+        return InstanceResult(backend, dtype, "error", f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it")
+
+
+def _check_drawn(ctx: CaseContext, case: Case, prop: Any) -> InstanceResult:
+    """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure."""
+    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    spec = case.inputs
+    assert spec is not None
+    state: dict[str, Any] = {"evaluations": 0, "aborted": None}
+    budget = case.examples + SHRINK_CALL_BUDGET
+
+    def make(drawn: tuple[dict[str, int], int]) -> Inputs:
+        dims, seed = drawn
+        return cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype)
+
+    def fails(drawn: tuple[dict[str, int], int]) -> bool:
+        if state["aborted"] is not None or state["evaluations"] >= budget:
+            return False
+        state["evaluations"] += 1
+        try:
+            prop.check(ctx, make(drawn))
+        except Failed:
+            return True
+        except CaseAborted as exc:
+            state["aborted"] = (exc, drawn)
+            return True
+        return False
+
+    ctx.recording = False
+    quiet = settings(
+        max_examples=case.examples,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )
+    try:
+        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=quiet, random=Random(spec.seed))
+    except NoSuchExample:
+        return InstanceResult(ctx.backend, ctx.dtype, "passed")
+    if state["aborted"] is not None:
+        exc, drawn = state["aborted"]
+        return InstanceResult(ctx.backend, ctx.dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}", example=make(drawn).label())
+    inputs = make(minimal)
+    ctx.recording = True
+    try:
+        prop.check(ctx, inputs)
+    except Failed as exc:
+        return InstanceResult(ctx.backend, ctx.dtype, exc.kind, exc.message, exc.likely, example=inputs.label(), details=exc.details)
+    except CaseAborted as exc:
+        return InstanceResult(ctx.backend, ctx.dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}", example=inputs.label())
+    return InstanceResult(ctx.backend, ctx.dtype, "error", "the submission failed this example once and passed it when rerun: its output is not deterministic", example=inputs.label())
+
+
+# ---------------------------------------------------------------- implementation rules
+
+
+def _rules_case(exercise: str, rules: Any, static: StaticReport, load: LoadReport, run: ExerciseRun, submission: Submission) -> CaseResult:
+    apis = [f.api for f in rules.forbidden]
+    reasons = {f.api: f.reason for f in rules.forbidden}
+    problems = []
+    for use in static.forbidden_uses(exercise, apis):
+        where = submission.where(use.filename, use.line)
+        problems.append(f"{use.function or exercise} uses {use.api} ({where}): {reasons[use.api]}")
+    for hit in run.tripwires:
+        if hit["api"].startswith("import "):
+            continue
+        where = submission.where(hit.get("file"), hit.get("line")) or "somewhere in code it calls"
+        text = f"{exercise} called {hit['api']} at run time ({where}): {reasons.get(hit['api'], 'forbidden for this exercise')}"
+        if not any(hit["api"] in p and where in p for p in problems):
+            problems.append(text)
+    for use in static.attnspec_imports:
+        problems.append(f"the submission imports attnspec ({submission.where(use.filename, use.line)}): submissions may not use the grader's package")
+    for hit in load.tripwires + [h for h in run.tripwires if h["api"].startswith("import ")]:
+        text = f"the submission tried to {hit['api']} ({submission.where(hit.get('file'), hit.get('line')) or 'at run time'}): submissions may not use the grader's package"
+        if text not in problems and not static.attnspec_imports:
+            problems.append(text)
+    case = CaseResult(
+        case_id=rules.case_id,
+        exercise=exercise,
+        title="implementation rules: no forbidden APIs, no import of attnspec",
+        property="implementation_rules",
+        visibility="visible",
+        max_points=rules.points,
+        points=0.0 if problems else rules.points,
+        outcome="failed" if problems else "passed",
+        feedback="Write the computation yourself; the numbers are still graded by the other cases.",
+        inputs="static analysis of the source and run-time tracing of calls",
+    )
+    case.instances.append(InstanceResult("any", "any", case.outcome, "\n".join(problems)))
+    return case

@@ -1,0 +1,398 @@
+"""Load and validate spec files: YAML -> JSON Schema -> semantic checks -> `Spec`.
+
+Every problem in every file is collected and reported as file:line:column: message, in one run;
+a case with a problem is never half-loaded. The shipped spec is always loaded first, then the
+folders given with --spec (a course's hidden cases), in sorted order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .errors import SpecError, SpecProblem
+from .exercises import BACKENDS, EXERCISES, TORCH_ONLY_DTYPES
+from .inputs import generate_inputs, literal_inputs, literal_problems, shape_problems
+from .properties import PROPERTIES
+from .specmodel import SPEC_VERSIONS, Case, ForbiddenCall, InputSpec, Location, Rules, Spec, SpecFile, Tolerance, Withheld
+from .yamlpos import YamlDocument, load_yaml
+
+BUILTIN_PREFIX = "attnspec:spec/"
+DEFAULT_POINTS = 1.0
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class SpecSource:
+    display: str
+    path: Path
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("attnspec.spec").joinpath("schema.json").read_text())
+
+
+def builtin_sources() -> list[SpecSource]:
+    root = resources.files("attnspec.spec")
+    names = sorted(p.name for p in root.iterdir() if p.name.endswith((".yaml", ".yml")))
+    return [SpecSource(BUILTIN_PREFIX + n, Path(str(root.joinpath(n)))) for n in names]
+
+
+def discover(paths: list[str]) -> tuple[list[SpecSource], list[SpecProblem]]:
+    sources: list[SpecSource] = []
+    problems: list[SpecProblem] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
+            if not found:
+                problems.append(SpecProblem(given, 1, 1, "folder contains no .yaml spec files"))
+            sources.extend(SpecSource(str(q), q) for q in found)
+        elif p.is_file():
+            sources.append(SpecSource(given, p))
+        else:
+            problems.append(SpecProblem(given, 1, 1, "no such spec file or folder"))
+    return sources, problems
+
+
+def load_spec(extra: list[str] | None = None, *, builtin: bool = True) -> Spec:
+    """The spec from the shipped files (unless builtin=False) and `extra` files/folders; SpecError lists every problem."""
+    spec, problems = check_spec(extra, builtin=builtin)
+    if problems:
+        raise SpecError(problems)
+    assert spec is not None
+    return spec
+
+
+def check_spec(extra: list[str] | None = None, *, builtin: bool = True) -> tuple[Spec | None, list[SpecProblem]]:
+    sources = builtin_sources() if builtin else []
+    more, problems = discover(list(extra or []))
+    sources.extend(more)
+    validator = jsonschema.Draft202012Validator(schema())
+    files: list[SpecFile] = []
+    cases: list[Case] = []
+    rules: dict[str, Rules] = {}
+    withheld: list[Withheld] = []
+    seen_ids: dict[str, Location] = {}
+    seen_paths: set[Path] = set()
+    for source in sources:
+        resolved = source.path.resolve()
+        if resolved in seen_paths:
+            continue
+        seen_paths.add(resolved)
+        try:
+            text = source.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(SpecProblem(source.display, 1, 1, f"cannot read the file: {exc}"))
+            continue
+        doc, yaml_problems = load_yaml(text, source.display)
+        problems.extend(yaml_problems)
+        if doc is None:
+            continue
+        loaded = _FileLoader(doc, validator, seen_ids).load()
+        problems.extend(loaded.problems)
+        if loaded.file is not None:
+            files.append(loaded.file)
+        cases.extend(loaded.cases)
+        withheld.extend(loaded.withheld)
+        if loaded.rules is not None:
+            prev = rules.get(loaded.rules.exercise)
+            if prev is None:
+                rules[loaded.rules.exercise] = loaded.rules
+            else:
+                rules[prev.exercise] = Rules(prev.exercise, prev.points, prev.forbidden + loaded.rules.forbidden, prev.source)
+    if problems:
+        return None, problems
+    return Spec(tuple(files), tuple(cases), rules, tuple(withheld)), []
+
+
+@dataclass
+class _Loaded:
+    file: SpecFile | None
+    cases: list[Case]
+    rules: Rules | None
+    withheld: list[Withheld]
+    problems: list[SpecProblem]
+
+
+class _FileLoader:
+    """Turns one parsed YAML document into cases, collecting every problem with its position."""
+
+    def __init__(self, doc: YamlDocument, validator: jsonschema.Draft202012Validator, seen_ids: dict[str, Location]):
+        self.doc = doc
+        self.validator = validator
+        self.seen_ids = seen_ids
+        self.problems: list[SpecProblem] = []
+
+    def add(self, path: tuple | list, message: str, *, at_key: bool = False) -> None:
+        self.problems.append(self.doc.problem(tuple(path), message, at_key=at_key))
+
+    def load(self) -> _Loaded:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.add((), "a spec file must be a mapping with spec_version and cases")
+            return _Loaded(None, [], None, [], self.problems)
+        version = data.get("spec_version")
+        if isinstance(version, int) and version not in SPEC_VERSIONS:
+            self.add(("spec_version",), f"spec_version {version} is not supported by this attnspec (it knows {', '.join(map(str, SPEC_VERSIONS))}); upgrade attnspec")
+            return _Loaded(None, [], None, [], self.problems)
+        bad_cases: set[int] = set()
+        file_level_ok = True
+        for error in self.validator.iter_errors(data):
+            path = list(error.absolute_path)
+            if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
+                bad_cases.add(path[1])
+            else:
+                file_level_ok = False
+            self._schema_problem(error, data)
+        if not file_level_ok:
+            return _Loaded(None, [], None, [], self.problems)
+        defaults = data.get("defaults", {})
+        cases = []
+        for index, raw in enumerate(data.get("cases", [])):
+            if index in bad_cases:
+                continue
+            case = self._case(index, raw, data, defaults)
+            if case is not None:
+                cases.append(case)
+        rules = self._rules(data)
+        withheld = [
+            Withheld(w["suite"], w["exercise"], int(w["cases"]), float(w["points"]), w.get("note", ""), Location(self.doc.path, self.doc.locate(("withheld", i))[0]))
+            for i, w in enumerate(data.get("withheld", []))
+        ]
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        spec_file = SpecFile(self.doc.path, int(data["spec_version"]), data.get("suite"), len(cases), digest)
+        return _Loaded(spec_file, cases, rules, withheld, self.problems)
+
+    # ---- schema errors, in words
+
+    def _schema_problem(self, error: jsonschema.ValidationError, data: dict[str, Any]) -> None:
+        path = list(error.absolute_path)
+        prefix = self._case_prefix(path, data)
+        name = str(path[-1]) if path else "file"
+        v, value, inst = error.validator, error.validator_value, error.instance
+        if v == "required":
+            missing = [k for k in value if isinstance(inst, dict) and k not in inst]
+            for key in missing:
+                self.add(path, f"{prefix}missing required field '{key}'")
+            return
+        if v == "additionalProperties" and isinstance(inst, dict):
+            known = list(error.schema.get("properties", {}))
+            for extra in sorted(set(inst) - set(known)):
+                hint = difflib.get_close_matches(str(extra), known, n=1)
+                more = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(known)}"
+                self.add(path + [extra], f"{prefix}unknown field '{extra}'{more}", at_key=True)
+            return
+        if v == "propertyNames":
+            self.add(path + [inst], f"{prefix}'{inst}' is not a dtype; expected one of float64, float32, float16, bfloat16", at_key=True)
+            return
+        ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+        if v in ops:
+            self.add(path, f"{prefix}{name}={inst!r} must be {ops[v]} {value}")
+        elif v == "type":
+            self.add(path, f"{prefix}{name} must be {_type_words(value)}, got {_short(inst)}")
+        elif v in ("enum", "const"):
+            options = value if v == "enum" else [value]
+            hint = difflib.get_close_matches(str(inst), [str(o) for o in options], n=1)
+            more = f" (did you mean '{hint[0]}'?)" if hint else ""
+            self.add(path, f"{prefix}{name}={_short(inst)} is not one of: {', '.join(map(str, options))}{more}")
+        elif v == "pattern":
+            what = "ids are dotted lower_snake_case, e.g. mha.causal_mask.small" if name == "id" else f"it must match {value}"
+            self.add(path, f"{prefix}{name}={_short(inst)} is not allowed: {what}")
+        elif v == "oneOf" and len(path) >= 2 and path[-2] == "shapes":
+            self.add(path, f"{prefix}{name}={_short(inst)}: a dimension is a positive integer or a [low, high] range")
+        elif v == "oneOf":
+            self.add(path, f"{prefix}{name}={_short(inst)}: expected a nested list of numbers, {{eye: n, scale: s}} or {{fill: v, shape: [...]}}")
+        elif v == "uniqueItems":
+            self.add(path, f"{prefix}{name} lists an entry twice: {_short(inst)}")
+        elif v in ("minItems", "minLength", "minProperties"):
+            self.add(path, f"{prefix}{name} must not be empty")
+        else:
+            self.add(path, f"{prefix}{error.message}")
+
+    def _case_prefix(self, path: list, data: dict[str, Any]) -> str:
+        if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
+            cases = data.get("cases", [])
+            raw = cases[path[1]] if path[1] < len(cases) else None
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                return f"case '{raw['id']}': "
+            return f"case #{path[1] + 1}: "
+        return ""
+
+    # ---- one case
+
+    def _case(self, index: int, raw: dict[str, Any], data: dict[str, Any], defaults: dict[str, Any]) -> Case | None:
+        at = ("cases", index)
+        before = len(self.problems)
+        cid = raw["id"]
+        prefix = f"case '{cid}': "
+        line = self.doc.locate(at)[0]
+        if cid in self.seen_ids:
+            self.add(at + ("id",), f"{prefix}duplicate case id (first defined at {self.seen_ids[cid]})")
+        else:
+            self.seen_ids[cid] = Location(self.doc.path, line)
+        exercise = raw.get("exercise") or data.get("exercise")
+        if exercise is None:
+            self.add(at, f"{prefix}no exercise: set 'exercise:' on the case or at the top of the file")
+            return None
+        prop = PROPERTIES.get(raw["property"])
+        if prop is None:
+            hint = difflib.get_close_matches(raw["property"], list(PROPERTIES), n=1)
+            more = f"; did you mean '{hint[0]}'?" if hint else f"; known properties: {', '.join(sorted(PROPERTIES))}"
+            self.add(at + ("property",), f"{prefix}unknown property '{raw['property']}'{more}")
+            return None
+        if exercise not in prop.exercises:
+            self.add(at + ("property",), f"{prefix}property '{prop.name}' does not apply to {exercise} (it applies to {', '.join(prop.exercises)})")
+            return None
+        params = raw.get("params", {})
+        for error in jsonschema.Draft202012Validator(prop.params_schema).iter_errors(params):
+            self._schema_problem(_reroot(error, list(at) + ["params"]), data)
+        backends = self._backends(at, prefix, raw, defaults, prop)
+        dtypes = tuple(raw.get("dtypes", defaults.get("dtypes", ["float64"])))
+        if backends is not None and "numpy" in backends:
+            torch_only = [d for d in dtypes if d in TORCH_ONLY_DTYPES]
+            if torch_only:
+                if "backends" in raw or "backends" in defaults:
+                    self.add(at + ("dtypes",), f"{prefix}dtype {torch_only[0]} exists only in PyTorch: set backends: [torch] on this case")
+                else:
+                    backends = tuple(b for b in backends if b != "numpy")
+        tolerances = {**{k: Tolerance(**v) for k, v in defaults.get("tolerances", {}).items()}, **{k: Tolerance(**v) for k, v in raw.get("tolerances", {}).items()}}
+        for dtype in dtypes:
+            if dtype not in tolerances:
+                self.add(
+                    at + ("dtypes",) if "dtypes" in raw else at,
+                    f"{prefix}no tolerance for {dtype}: add tolerances: {{{dtype}: {{atol: ..., rtol: ...}}}} to the case or to the file's defaults",
+                )
+        input_spec = self._inputs(at, prefix, raw, exercise, prop)
+        if "examples" in raw and (input_spec is None or not input_spec.is_drawn):
+            self.add(at + ("examples",), f"{prefix}examples applies only to cases with [low, high] shape ranges (drawn by hypothesis)")
+        if len(self.problems) > before or backends is None:
+            return None
+        case = Case(
+            id=cid,
+            exercise=exercise,
+            title=raw["title"],
+            property=prop.name,
+            params=params,
+            inputs=input_spec,
+            tolerances={d: tolerances[d] for d in dtypes},
+            dtypes=dtypes,
+            backends=backends,
+            points=float(raw.get("points", defaults.get("points", DEFAULT_POINTS))),
+            visibility=raw.get("visibility", defaults.get("visibility", "visible")),
+            feedback=raw.get("feedback", ""),
+            timeout=float(raw.get("timeout", defaults.get("timeout", DEFAULT_TIMEOUT))),
+            examples=int(raw.get("examples", defaults.get("examples", DEFAULT_EXAMPLES))),
+            source=Location(self.doc.path, line),
+            allow_degenerate_shapes=raw.get("allow_degenerate_shapes"),
+        )
+        if prop.validate is not None:
+            built = build_fixed_inputs(case)
+            for path, message in prop.validate(case, built):
+                self.add(at + tuple(path), prefix + message)
+        if len(self.problems) > before:
+            return None
+        return case
+
+    def _backends(self, at: tuple, prefix: str, raw: dict[str, Any], defaults: dict[str, Any], prop: Any) -> tuple[str, ...] | None:
+        given = raw.get("backends")
+        backends = tuple(given if given is not None else defaults.get("backends", list(BACKENDS)))
+        allowed = tuple(b for b in backends if b in prop.backends)
+        if given is not None and len(allowed) < len(backends):
+            wrong = [b for b in backends if b not in prop.backends]
+            self.add(at + ("backends",), f"{prefix}property '{prop.name}' runs only on {', '.join(prop.backends)}, not {', '.join(wrong)}")
+            return None
+        if not allowed:
+            self.add(at, f"{prefix}property '{prop.name}' runs only on {', '.join(prop.backends)}; set backends accordingly")
+            return None
+        return allowed
+
+    def _inputs(self, at: tuple, prefix: str, raw: dict[str, Any], exercise: str, prop: Any) -> InputSpec | None:
+        given = raw.get("inputs")
+        if not prop.needs_inputs:
+            if given is not None:
+                self.add(at + ("inputs",), f"{prefix}property '{prop.name}' makes its own inputs; remove 'inputs'", at_key=True)
+            return None
+        if given is None:
+            self.add(at, f"{prefix}missing required field 'inputs' (property '{prop.name}' needs inputs)")
+            return None
+        if "literal" in given:
+            for path, message in literal_problems(exercise, given["literal"]):
+                self.add(at + ("inputs", "literal") + tuple(path), prefix + message)
+            return InputSpec(literal=given["literal"])
+        spec = InputSpec(
+            shapes={k: (tuple(v) if isinstance(v, list) else v) for k, v in given["shapes"].items()},
+            mask=given.get("mask", "none"),
+            seed=int(given.get("seed", 0)),
+            scale=float(given.get("scale", 1.0)),
+            offset=float(given.get("offset", 0.0)),
+            score_scale=given.get("score_scale"),
+            poison=bool(given.get("poison", False)),
+        )
+        for name, value in prop.fixed_dims.items():
+            if name in spec.shapes and spec.shapes[name] != value:
+                self.add(at + ("inputs", "shapes", name), f"{prefix}property '{prop.name}' sets {name}={value} itself; remove {name} from shapes")
+        if prop.masks is not None and spec.mask not in prop.masks:
+            self.add(at + ("inputs", "mask"), f"{prefix}property '{prop.name}' needs a mask of kind {', '.join(prop.masks)}, not '{spec.mask}'")
+        for path, message in shape_problems(exercise, spec, fixed=prop.fixed_dims, degenerate_ok=bool(raw.get("allow_degenerate_shapes"))):
+            self.add(at + ("inputs",) + tuple(path), prefix + message)
+        return spec
+
+    def _rules(self, data: dict[str, Any]) -> Rules | None:
+        raw = data.get("rules")
+        if raw is None:
+            return None
+        exercise = data.get("exercise")
+        if exercise is None:
+            self.add(("rules",), "rules need a file-level 'exercise:' to say which exercise they govern")
+            return None
+        forbidden = tuple(ForbiddenCall(f["call"], f["reason"]) for f in raw.get("forbidden", []))
+        return Rules(exercise, float(raw.get("points", DEFAULT_POINTS)), forbidden, Location(self.doc.path, self.doc.locate(("rules",))[0]))
+
+
+def build_fixed_inputs(case: Case) -> Any:
+    """Inputs of a case whose shapes are fixed (or literal), in float64; None for drawn cases."""
+    from .properties import PROPERTIES as props
+
+    spec = case.inputs
+    if spec is None:
+        return None
+    if spec.is_literal:
+        return literal_inputs(case.exercise, spec.literal)
+    if spec.is_drawn:
+        return None
+    dims = {**spec.shapes, **props[case.property].fixed_dims}
+    return generate_inputs(case.exercise, spec, dims)
+
+
+def _reroot(error: jsonschema.ValidationError, prefix: list) -> jsonschema.ValidationError:
+    error.path.extendleft(reversed(prefix))
+    return error
+
+
+def _type_words(value: Any) -> str:
+    names = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list", "object": "a mapping", "boolean": "true or false", "null": "null"}
+    if isinstance(value, list):
+        return " or ".join(names.get(v, v) for v in value)
+    return names.get(value, str(value))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def summarize(spec: Spec) -> dict[str, dict[str, int]]:
+    """Case counts per exercise and property (for `attnspec spec validate`)."""
+    table: dict[str, dict[str, int]] = {e: {} for e in EXERCISES}
+    for case in spec.cases:
+        table[case.exercise][case.property] = table[case.exercise].get(case.property, 0) + 1
+    return table

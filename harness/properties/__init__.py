@@ -1,0 +1,9 @@
+"""Grading properties: named, reusable checks parameterised from the YAML spec.
+
+Importing this package registers every property in `PROPERTIES` (name -> PropertyInfo).
+"""
+
+from . import masks, relations, structure, values  # noqa: F401  (registration side effect)
+from .base import PROPERTIES, CaseAborted, CaseContext, Failed, Observation, PropertyInfo
+
+__all__ = ["PROPERTIES", "CaseAborted", "CaseContext", "Failed", "Observation", "PropertyInfo"]

@@ -1,0 +1,128 @@
+"""Mask properties: a causal mask hides the future, -inf blocks exactly, finite entries are biases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compare import compare_values
+from ..inputs import BIAS_MASKS, BLOCKING_MASKS, CAUSAL_MASKS, PADDING_MASKS, Inputs
+from .base import CaseContext, Failed, PropertyInfo, register, require_nondegenerate, schema
+from .values import likely_variant
+
+MASK_MISTAKES = {
+    "the mask is ignored": {"mask_mode": "ignore"},
+    "the mask is subtracted instead of added": {"mask_mode": "subtract"},
+    "the mask is read as a 0/1 keep-mask (0 = blocked) instead of an additive mask (0 = keep, -inf = blocked)": {"mask_mode": "keep01"},
+    "the mask is applied after the softmax (blocked weights zeroed, rows not renormalised, biases lost)": {"mask_mode": "after_softmax"},
+    "a 4-D mask is broadcast wrongly: one (batch, head) slice is used for all": {"mask_4d": "first"},
+}
+
+
+def check_future_independence(ctx: CaseContext, inputs: Inputs) -> None:
+    out = ctx.output_of(inputs)
+    seq = out.shape[-2]
+    k = int(ctx.params.get("position", max(1, seq // 2)))
+    k = min(max(k, 1), seq - 1)
+    rng = ctx.rng(salt=5)
+    a = inputs.args
+    if inputs.exercise == "manual_attention":
+        changed = {}
+        for name in ("Q", "K", "V"):
+            arr = a[name].copy()
+            arr[:, :, k:] = 3.0 * rng.standard_normal(arr[:, :, k:].shape)
+            changed[name] = arr
+        moved = inputs.with_args(**changed)
+        what = f"Q, K, V at positions {k}..{seq - 1}"
+    else:
+        x = a["x"].copy()
+        x[:, k:] = 3.0 * rng.standard_normal(x[:, k:].shape)
+        moved = inputs.with_args(x=x)
+        what = f"x at positions {k}..{seq - 1}"
+    got = ctx.output_of(moved)
+    call = ctx.describe_call(moved)
+    past = (Ellipsis, slice(0, k), slice(None))
+    mismatch = compare_values(got[past], out[past], ctx.tol, f"out[..., :{k}, :]", against="the outputs before the change")
+    if mismatch is not None:
+        likely = likely_variant(ctx, inputs, out, MASK_MISTAKES) or "the causal mask does not reach the scores (or is applied after the softmax)"
+        raise Failed(f"changing {what} changed outputs at earlier positions 0..{k - 1}, which must not see them: {mismatch.message} [{call}]", likely=likely, details=mismatch.details)
+    future = (Ellipsis, slice(k, None), slice(None))
+    if np.allclose(got[future], out[future], rtol=0, atol=0):
+        raise Failed(f"changing {what} did not change the outputs at those positions either: the output does not depend on the tokens [{call}]")
+
+
+def check_blocks_exactly(ctx: CaseContext, inputs: Inputs) -> None:
+    got = ctx.output_of(inputs)
+    expected = ctx.expected(inputs)
+    mismatch = compare_values(got, expected, ctx.tol)
+    if mismatch is not None:
+        poison = " (blocked keys carry poison values of 1000, so any leak shows up as a large value)" if ctx.case.inputs and ctx.case.inputs.poison else ""
+        raise Failed(f"{mismatch.message}{poison} [{ctx.describe_call(inputs)}]", likely=likely_variant(ctx, inputs, got, MASK_MISTAKES), details=mismatch.details)
+    if inputs.mask_kind not in PADDING_MASKS:
+        return
+    # Keys blocked for every query must have no influence at all: change them, nothing may move.
+    rng = ctx.rng(salt=9)
+    a = inputs.args
+    mask = a["mask"]
+    if inputs.exercise == "manual_attention":
+        full = np.broadcast_to(mask, a["Q"].shape[:2] + mask.shape[-2:])
+        dead = np.all(np.isneginf(full), axis=-2)[..., None]  # (B, H, Tk, 1)
+        K = np.where(dead, 5.0 * rng.standard_normal(a["K"].shape), a["K"])
+        V = np.where(dead, 5.0 * rng.standard_normal(a["V"].shape), a["V"])
+        moved = inputs.with_args(K=K, V=V)
+        keep = (Ellipsis,)
+        what = "K and V at keys that every query has blocked"
+    else:
+        dead_cols = np.all(np.isneginf(mask), axis=0)  # (T,)
+        x = a["x"].copy()
+        x[:, dead_cols] = 3.0 * rng.standard_normal(x[:, dead_cols].shape)
+        moved = inputs.with_args(x=x)
+        keep = (slice(None), ~dead_cols)
+        what = f"x at the blocked positions {np.flatnonzero(dead_cols).tolist()}"
+    moved_out = ctx.output_of(moved)
+    mismatch = compare_values(moved_out[keep], got[keep], ctx.tol, "out", against="the outputs before the change")
+    if mismatch is not None:
+        raise Failed(f"changing {what} changed other outputs: -inf entries must block exactly: {mismatch.message} [{ctx.describe_call(moved)}]", details=mismatch.details)
+
+
+def check_additive_bias(ctx: CaseContext, inputs: Inputs) -> None:
+    got = ctx.output_of(inputs)
+    expected = ctx.expected(inputs)
+    mismatch = compare_values(got, expected, ctx.tol)
+    if mismatch is not None:
+        likely = likely_variant(ctx, inputs, got, MASK_MISTAKES) or "finite mask entries must be added to the scaled scores before the softmax"
+        raise Failed(f"finite mask entries must act as additive biases: {mismatch.message} [{ctx.describe_call(inputs)}]", likely=likely, details=mismatch.details)
+    # Adding the same constant to every entry of a mask row cannot change a softmax.
+    shifted = inputs.with_args(mask=inputs.args["mask"] + 5.0)
+    require_nondegenerate(ctx, got, inputs, axis=-2)
+    moved = ctx.output_of(shifted)
+    mismatch = compare_values(moved, got, ctx.tol, "out(mask + 5)", against="the output with the original mask")
+    if mismatch is not None:
+        raise Failed(f"adding 5 to every mask entry must not change the output (softmax is shift-invariant): {mismatch.message} [{ctx.describe_call(shifted)}]", details=mismatch.details)
+
+
+register(
+    PropertyInfo(
+        "mask_future_independence",
+        "with a causal mask, output i does not change when tokens after i change",
+        check_future_independence,
+        params_schema=schema(position={"type": "integer", "minimum": 1}),
+        masks=CAUSAL_MASKS,
+        relational=True,
+    )
+)
+register(
+    PropertyInfo(
+        "mask_blocks_exactly",
+        "-inf mask entries block exactly: blocked keys have no influence",
+        check_blocks_exactly,
+        masks=BLOCKING_MASKS,
+    )
+)
+register(
+    PropertyInfo(
+        "mask_additive_bias",
+        "finite mask entries act as additive biases on the scaled scores",
+        check_additive_bias,
+        masks=BIAS_MASKS,
+    )
+)

@@ -1,0 +1,191 @@
+"""Report renderers: one result model, one `render(result) -> str` per format."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
+
+FORMATS = ("text", "json", "junit", "gradescope")
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+#: What each exercise status means, in words a learner understands.
+STATUS_WORDS = {
+    "graded": "graded",
+    "missing": "function not defined",
+    "not_implemented": "not implemented (still the starter stub)",
+    "load_error": "the submission could not be loaded",
+    "signature_error": "the function has the wrong signature",
+    "not_graded": "not graded",
+}
+
+
+def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False) -> str:
+    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format."""
+    if fmt == "text":
+        from .text import render_text
+
+        return render_text(result, color=color, verbose=verbose)
+    if fmt == "json":
+        from .json_report import render_json
+
+        return render_json(result)
+    if fmt == "junit":
+        from .junit import render_junit
+
+        return render_junit(result)
+    if fmt == "gradescope":
+        from .gradescope import render_gradescope
+
+        return render_gradescope(result)
+    raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain-text pieces shared by the renderers (each renderer decides layout and styling).
+
+
+def fmt_points(x: float) -> str:
+    """2.0 -> '2', 1.5 -> '1.5', 0.1 + 0.2 -> '0.3'."""
+    return f"{round(float(x), 2):g}"
+
+
+def fmt_value(x: object) -> str:
+    return f"{x:.6g}" if isinstance(x, float) else str(x)
+
+
+def strip_ansi(text: str) -> str:
+    """Learner output without ANSI escape sequences (colors, cursor moves)."""
+    return _ANSI.sub("", text)
+
+
+def percent(score: float, max_score: float) -> str:
+    return f"{100.0 * score / max_score:.1f}%" if max_score > 0 else "n/a"
+
+
+def shows_inputs(case: "CaseResult") -> bool:
+    """False for a hidden case whose inputs are withheld: then no example, samples or printed output."""
+    return case.inputs is not None or case.visibility != "hidden"
+
+
+def failing_instances(case: "CaseResult") -> list["InstanceResult"]:
+    return [i for i in case.instances if i.outcome != "passed"]
+
+
+def where(inst: "InstanceResult") -> str:
+    return f"{inst.backend} {inst.dtype}"
+
+
+def sample_lines(details: dict, limit: int = 4) -> list[str]:
+    """Up to `limit` 'out[0, 1]: expected 0.5, got 0.25' lines from comparison details."""
+    lines = []
+    for s in list(details.get("samples") or [])[:limit]:
+        index = ", ".join(str(i) for i in s.get("index", []))
+        lines.append(f"[{index}]: expected {fmt_value(s.get('expected'))}, got {fmt_value(s.get('got'))}")
+    return lines
+
+
+def error_summary(details: dict) -> str | None:
+    """'max abs error 0.3, max rel error 0.6 at [0, 1]; 5 of 64 elements differ', when the details have it."""
+    if "max_abs_error" not in details:
+        return None
+    text = f"max abs error {fmt_value(details['max_abs_error'])}"
+    if "max_rel_error" in details:
+        text += f", max rel error {fmt_value(details['max_rel_error'])}"
+    if details.get("worst_index") is not None:
+        text += f" at [{', '.join(str(i) for i in details['worst_index'])}]"
+    if "mismatched" in details and "total" in details:
+        text += f"; {details['mismatched']} of {details['total']} elements differ"
+    return text
+
+
+def diagnosis_line(d: "Diagnosis") -> str:
+    text = f"Likely mistake: {d.title} [{d.id}] -- {d.feedback}"
+    return text + (f" (course: {d.reference})" if d.reference else "")
+
+
+def exercise_headline(ex: "ExerciseResult") -> str:
+    """'mha: 7/10 points, 3 of 4 cases passed' or 'mha: 0/10 points, function not defined'."""
+    score = f"{fmt_points(ex.score)}/{fmt_points(ex.max_score)} points"
+    if ex.status != "graded":
+        return f"{ex.exercise}: {score}, {STATUS_WORDS.get(ex.status, ex.status)}"
+    passed = sum(c.passed for c in ex.cases)
+    return f"{ex.exercise}: {score}, {passed} of {len(ex.cases)} cases passed"
+
+
+def case_failure_lines(case: "CaseResult", *, output: bool = True) -> list[str]:
+    """The full plain-text story of a failed case: message, where, likely, example, samples, feedback, repro.
+
+    For a hidden case whose inputs are withheld, the example, samples and printed output are left out.
+    """
+    bad = failing_instances(case)
+    reveal = shows_inputs(case)
+    lines = _instance_lines(bad, reveal) if bad else [f"{case.outcome} (no details were recorded)"]
+    if reveal and case.inputs:
+        lines.append(f"Inputs: {case.inputs}")
+    if case.feedback:
+        lines.append(f"Feedback: {case.feedback}")
+    if case.repro:
+        lines.append(f"Reproduce: {case.repro}")
+    if output and reveal and case.output:
+        lines.append("Printed output:")
+        lines.extend(f"  | {line}" for line in strip_ansi(case.output).splitlines())
+    return lines
+
+
+def _instance_lines(bad: list["InstanceResult"], reveal: bool) -> list[str]:
+    """Message of the first failing instance, where it failed, the likely mistake and the numbers."""
+    first = bad[0]
+    lines = [*(first.message or f"{first.outcome} (no message)").splitlines(), f"  on {where(first)}"]
+    if len(bad) > 1:
+        lines.append(f"  also failing on: {', '.join(where(i) for i in bad[1:])}")
+    if first.likely:
+        lines.append(f"Likely mistake: {first.likely}")
+    if not reveal:
+        return lines
+    if first.example:
+        lines.append(f"Smallest failing example: {first.example}")
+    summary = error_summary(first.details)
+    if summary:
+        lines.append(summary[0].upper() + summary[1:])
+    samples = sample_lines(first.details)
+    if samples:
+        lines.append("Expected vs got:")
+        lines.extend(f"  {s}" for s in samples)
+    return lines
+
+
+def not_run_lines(result: "GradeResult") -> list[str]:
+    """A notice that some cases count for the grade but were not run here; [] if none."""
+    if not result.not_run:
+        return []
+    cases = sum(n.cases for n in result.not_run)
+    points = sum(n.points for n in result.not_run)
+    lines = [
+        f"NOT RUN: {cases} case{'s' if cases != 1 else ''} worth {fmt_points(points)} points "
+        "were not run here, so this is not your final grade."
+    ]
+    for n in result.not_run:
+        line = f"  {n.exercise}: {n.cases} {n.kind} case{'s' if n.cases != 1 else ''} ({fmt_points(n.points)} points)"
+        lines.append(line + (f" -- {n.note}" if n.note else ""))
+    return lines
+
+
+def load_problem_lines(result: "GradeResult") -> list[str]:
+    """Errors raised by the submission's top-level code, then loader notes."""
+    lines = []
+    for err in result.load.errors:
+        lines.append(f"{err.get('type') or 'Error'}: {err.get('message', '')}{_load_where(err)}")
+        lines.extend(f"    {t}" for t in str(err.get("traceback") or "").splitlines())
+    lines.extend(f"Note: {note}" for note in result.load.notes)
+    return lines
+
+
+def _load_where(err: dict) -> str:
+    parts = [str(err["file"])] if err.get("file") else []  # a notebook's file already names the cell
+    if err.get("line") is not None:
+        parts.append(f"line {err['line']}")
+    return f" ({', '.join(parts)})" if parts else ""

@@ -1,0 +1,465 @@
+"""Grader side of running a submission: start workers, load code, run calls, survive anything.
+
+`WorkerPool` owns the master worker (one Python start + one torch import per grading run);
+`WorkerSession` owns one submission's zygote; `CaseSession` is one case's child. Every method
+returns data: a dead or hung worker becomes a `CallOutcome` with status "crashed"/"timeout"/
+"worker_lost" for the case that was running, and the next case gets a fresh zygote.
+`InProcessRunner` offers the same interface for trusted code (reference, misconceptions).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from . import callexec
+from .errors import WorkerError
+from .exercises import FUNCTIONS
+from .inputs import Inputs
+from .protocol import ProtocolError, Timeout, decode_float64, encode_input, recv, send
+
+WORKER_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for learner code (seconds, MiB, bytes)."""
+
+    case_timeout: float = 10.0
+    load_timeout: float = 60.0
+    chunk_timeout: float = 30.0
+    memory_mb: int = 2048
+    output_bytes: int = 1 << 20
+    submission_timeout: float = 600.0
+
+
+@dataclass
+class Output:
+    """What a learner function returned, as seen by the grader."""
+
+    kind: str
+    type: str
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = None
+    values: np.ndarray | None = None
+    requires_grad: bool | None = None
+    note: str | None = None
+
+    def describe(self) -> str:
+        if self.kind in ("ndarray", "tensor"):
+            return f"{self.type} of dtype {self.dtype} and shape {self.shape}"
+        if self.kind in ("list", "tuple"):
+            return f"a Python {self.kind}" + (f" (as an array: shape {self.shape})" if self.shape is not None else "")
+        if self.kind == "none":
+            return "None"
+        return f"{self.type} {self.note or ''}".strip()
+
+
+@dataclass
+class CallOutcome:
+    """One call of a learner function: the value or what went wrong, and what it touched."""
+
+    status: str  # ok | raised | timeout | crashed | worker_lost | output_limit
+    output: Output | None = None
+    error: dict[str, Any] | None = None
+    detail: str = ""
+    mutated: list[str] = field(default_factory=list)
+    grads: dict[str, np.ndarray] | None = None
+    grad_error: str | None = None
+    grad_missing: list[str] = field(default_factory=list)
+    tripwires: list[dict[str, Any]] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def fatal(self) -> bool:
+        """The case's process is gone: later calls in this case cannot run."""
+        return self.status in ("timeout", "crashed", "worker_lost")
+
+    def problem(self, limits: Limits | None = None) -> str:
+        """One-paragraph description of a call that did not return normally."""
+        if self.status == "raised" and self.error:
+            return f"raised {self.error['type']}: {self.error['message']}" + (f"\n{self.error['traceback']}" if self.error.get("traceback") else "")
+        if self.status == "timeout":
+            where = f"; it was running {self.detail}" if self.detail else ""
+            limit = f" {limits.case_timeout:g} s" if limits else ""
+            return f"did not finish within the case's time limit{limit} (infinite loop?){where}"
+        if self.status == "crashed":
+            return f"crashed: {self.detail}"
+        if self.status == "worker_lost":
+            return f"the worker stopped responding and was replaced: {self.detail}"
+        if self.status == "output_limit":
+            return f"printed {self.detail} of output, more than the limit; remove the prints (or print less) inside the function"
+        return self.status
+
+
+def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
+    """Build a CallOutcome from a worker reply; malformed parts become notes, never exceptions."""
+    outcome = CallOutcome(status=str(reply.get("status", "crashed")), detail=str(reply.get("detail", "")))
+    outcome.duration = float(reply.get("duration", 0.0) or 0.0)
+    outcome.error = reply.get("error")
+    outcome.mutated = [str(m) for m in reply.get("mutated", [])]
+    outcome.tripwires = list(reply.get("tripwires", []))
+    out = reply.get("output")
+    if isinstance(out, dict):
+        values = None
+        if "values" in out and "shape" in out:
+            try:
+                values = decode_float64({"shape": out["shape"], "buf": out["values"]}, buffers)
+            except (ProtocolError, IndexError, ValueError, TypeError):
+                values = None
+        outcome.output = Output(
+            kind=str(out.get("kind")),
+            type=str(out.get("type")),
+            dtype=out.get("dtype"),
+            shape=tuple(out["shape"]) if isinstance(out.get("shape"), list) else None,
+            values=values,
+            requires_grad=out.get("requires_grad"),
+            note=out.get("unreadable") or out.get("repr"),
+        )
+    if "grads" in reply:
+        grads = {}
+        for name, node in reply["grads"].items():
+            try:
+                grads[name] = decode_float64(node, buffers)
+            except (ProtocolError, IndexError, ValueError, TypeError):
+                continue
+        outcome.grads = grads
+    outcome.grad_error = reply.get("grad_error")
+    outcome.grad_missing = list(reply.get("grad_missing", []))
+    if reply.get("output_exceeded"):
+        outcome.status = "output_limit"
+        outcome.detail = f"{int(reply['output_exceeded']) / 1024 / 1024:.1f} MiB"
+    return outcome
+
+
+@dataclass(frozen=True)
+class GradRequest:
+    """Ask for d(sum(out * cotangent))/d(input) for the named inputs ('x', 'params.W_Q', ...)."""
+
+    wrt: tuple[str, ...]
+    cotangent: np.ndarray
+
+
+def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype: str, grad: GradRequest | None, forbidden: list[str]) -> tuple[dict[str, Any], list[bytes]]:
+    buffers: list[bytes] = []
+    contract = FUNCTIONS[function]
+    values = inputs.positional() if isinstance(inputs, Inputs) else list(inputs)
+    header: dict[str, Any] = {
+        "op": "call",
+        "function": function,
+        "backend": backend,
+        "dtype": dtype,
+        "arg_names": list(contract.args),
+        "args": [encode_input(v, buffers) for v in values],
+        "forbidden": forbidden,
+    }
+    if grad is not None:
+        header["grad"] = {"wrt": list(grad.wrt), "cotangent": encode_input(grad.cotangent, buffers)}
+    return header, buffers
+
+
+class CaseRunner(Protocol):
+    """What a property needs: call a function of the submission within one case."""
+
+    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome: ...
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+class WorkerPool:
+    """The master worker: one interpreter start and one torch import for any number of submissions."""
+
+    def __init__(self) -> None:
+        self._sock, theirs = socket.socketpair()
+        self._log = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        env.pop("PYTHONSTARTUP", None)
+        self._cwd = tempfile.TemporaryDirectory(prefix="attnspec-worker-")
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "attnspec.worker", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+                cwd=self._cwd.name,
+                env=env,
+            )
+        except OSError as exc:
+            raise WorkerError(f"could not start a worker process ({sys.executable}): {exc}") from None
+        finally:
+            theirs.close()
+        self._pending: list[str] = []
+        self._preloading: list[str] = []
+        self.preloaded: dict[str, str | None] = {}
+
+    def _request(self, header: dict[str, Any], reply_op: str) -> None:
+        try:
+            send(self._sock.fileno(), header)
+        except OSError:
+            raise WorkerError(self._death_message()) from None
+        self._pending.append(reply_op)
+
+    def _reply(self, op: str, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while self._pending:
+            expected = self._pending.pop(0)
+            try:
+                header, _ = recv(self._sock.fileno(), deadline)
+            except (ProtocolError, Timeout):
+                raise WorkerError(self._death_message()) from None
+            if expected == op:
+                return header
+            self._absorb(expected, header)
+        raise WorkerError(f"internal: no reply '{op}' pending")
+
+    def _absorb(self, op: str, header: dict[str, Any]) -> None:
+        if op == "preloaded":
+            for module in self._preloading:
+                self.preloaded[module] = header.get("errors", {}).get(module)
+
+    def _death_message(self) -> str:
+        self._log.seek(0)
+        tail = self._log.read()[-2000:].decode("utf-8", "replace").strip()
+        return "the worker process stopped unexpectedly" + (f":\n{tail}" if tail else "")
+
+    def preload(self, modules: list[str]) -> None:
+        """Start importing modules (torch) in the master; returns at once, the import overlaps our work."""
+        todo = [m for m in modules if m not in self.preloaded and m not in self._preloading]
+        if todo:
+            self._preloading = todo
+            self._request({"op": "preload", "modules": todo}, "preloaded")
+
+    def wait_preloaded(self) -> dict[str, str | None]:
+        if "preloaded" in self._pending:
+            self._absorb("preloaded", self._reply("preloaded", timeout=300.0))
+            self._preloading = []
+        return self.preloaded
+
+    def spawn(self) -> tuple[socket.socket, int]:
+        mine, theirs = socket.socketpair()
+        self._request({"op": "spawn"}, "spawned")
+        try:
+            socket.send_fds(self._sock, [b"F"], [theirs.fileno()])
+        except OSError:
+            raise WorkerError(self._death_message()) from None
+        finally:
+            theirs.close()
+        reply = self._reply("spawned", timeout=300.0)
+        if "pid" not in reply:
+            raise WorkerError(f"the worker could not start a submission process: {reply.get('error')}")
+        return mine, int(reply["pid"])
+
+    def close(self) -> None:
+        try:
+            send(self._sock.fileno(), {"op": "shutdown"})
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._log.close()
+        self._cwd.cleanup()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass
+class LoadReport:
+    """What loading the submission in its zygote produced."""
+
+    ok: bool
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chunk_errors: list[dict[str, Any]] = field(default_factory=list)
+    output: dict[str, Any] = field(default_factory=lambda: {"text": "", "bytes": 0})
+    modules: list[str] = field(default_factory=list)
+    tripwires: list[dict[str, Any]] = field(default_factory=list)
+    fatal: str | None = None
+    duration: float = 0.0
+
+
+class WorkerSession:
+    """One submission loaded in a zygote; cases run in children forked from it."""
+
+    def __init__(self, pool: WorkerPool, load_request: dict[str, Any], limits: Limits):
+        self.pool = pool
+        self.limits = limits
+        self.load_request = {**load_request, "op": "load", "limits": {
+            "memory_mb": limits.memory_mb,
+            "output_bytes": limits.output_bytes,
+            "chunk_timeout": limits.chunk_timeout,
+            "case_timeout": limits.case_timeout,
+        }}
+        self.sock: socket.socket | None = None
+        self.pid: int | None = None
+        self.load: LoadReport = LoadReport(ok=False)
+        self.restarts = 0
+
+    def start(self) -> LoadReport:
+        self.sock, self.pid = self.pool.spawn()
+        start = time.monotonic()
+        try:
+            send(self.sock.fileno(), self.load_request)
+            reply, _ = recv(self.sock.fileno(), start + self.limits.load_timeout)
+        except Timeout:
+            self.kill()
+            self.load = LoadReport(ok=False, fatal=f"loading the submission took longer than {self.limits.load_timeout:g} s and was stopped")
+            return self.load
+        except (ProtocolError, OSError):
+            self.kill()
+            self.load = LoadReport(
+                ok=False,
+                fatal="the submission ended the worker process while it was being loaded "
+                "(os._exit(), a crash in native code, or running out of memory at import time)",
+            )
+            return self.load
+        self.load = LoadReport(
+            ok=True,
+            functions=reply.get("functions", {}),
+            chunk_errors=reply.get("chunk_errors", []),
+            output=reply.get("output", {}),
+            modules=reply.get("modules", []),
+            tripwires=reply.get("tripwires", []),
+            duration=time.monotonic() - start,
+        )
+        return self.load
+
+    @property
+    def alive(self) -> bool:
+        return self.sock is not None
+
+    def kill(self) -> None:
+        if self.pid is not None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+        self.pid = None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                send(self.sock.fileno(), {"op": "shutdown"})
+            except OSError:
+                pass
+        self.kill()
+
+    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "CaseSession":
+        if self.sock is None:
+            self.restarts += 1
+            self.start()
+        return CaseSession(self, case_id, timeout, forbidden or [])
+
+
+class CaseSession:
+    """One case in its own child process. Use as a context manager; `captured` holds its prints."""
+
+    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str]):
+        self.session = session
+        self.case_id = case_id
+        self.timeout = timeout
+        self.forbidden = forbidden
+        self.captured: dict[str, Any] = {"text": "", "bytes": 0}
+        self.lost: str | None = None
+
+    def __enter__(self) -> "CaseSession":
+        s = self.session
+        if s.sock is None:
+            self.lost = s.load.fatal or "the submission could not be loaded"
+            return self
+        try:
+            send(s.sock.fileno(), {"op": "case_start", "case": self.case_id, "timeout": self.timeout})
+            recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S + 10)
+        except (ProtocolError, Timeout, OSError):
+            self._lose("the worker did not start the case")
+        self.deadline = time.monotonic() + self.timeout + WORKER_MARGIN_S
+        return self
+
+    def _lose(self, why: str) -> None:
+        self.lost = why
+        self.session.kill()
+
+    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome:
+        if self.lost:
+            return CallOutcome(status="worker_lost", detail=self.lost)
+        header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden)
+        sock = self.session.sock
+        try:
+            send(sock.fileno(), header, buffers)
+            reply, out = recv(sock.fileno(), self.deadline)
+        except Timeout:
+            self._lose(f"no answer {WORKER_MARGIN_S:g} s after the case's deadline")
+            return CallOutcome(status="worker_lost", detail=self.lost or "")
+        except (ProtocolError, OSError):
+            self._lose("the submission's process died")
+            return CallOutcome(status="worker_lost", detail=self.lost or "")
+        return decode_outcome(reply, out)
+
+    def __exit__(self, *exc: Any) -> None:
+        s = self.session
+        if self.lost or s.sock is None:
+            return
+        try:
+            send(s.sock.fileno(), {"op": "case_end"})
+            reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S)
+            self.captured = reply.get("output", self.captured)
+        except (ProtocolError, Timeout, OSError):
+            self._lose("the worker did not end the case")
+
+
+# ---------------------------------------------------------------- trusted code, in process
+
+
+class InProcessRunner:
+    """Runs trusted functions (reference, misconceptions) through the same call path, in process."""
+
+    def __init__(self, functions: dict[str, Callable[..., Any]], forbidden: list[str] | None = None):
+        self.functions = functions
+        self.forbidden = forbidden or []
+
+    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "InProcessRunner":
+        return self
+
+    def __enter__(self) -> "InProcessRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    captured: dict[str, Any] = {"text": "", "bytes": 0}
+    lost = None
+
+    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome:
+        fn = self.functions.get(function)
+        if fn is None:
+            return CallOutcome(status="raised", error={"type": "NameError", "message": f"{function} is not defined", "traceback": "", "line": None})
+        if backend == "torch" and not callexec._torch_refs:
+            callexec.prepare_torch()
+        header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden)
+        reply, out = callexec.execute_call(fn, header, buffers, set())
+        return decode_outcome(reply, out)

@@ -1,0 +1,185 @@
+"""Read a submission without running it: imports, function definitions, stubs, forbidden APIs.
+
+The worker is authoritative for what the code *does*; this module tells us, before anything
+runs, which backend to prepare (so torch is imported only when needed), where each function is
+defined, whether it is still the starter stub, and which forbidden APIs its body names.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from .submission import Submission
+
+
+@dataclass(frozen=True)
+class Use:
+    """A reference to an API in the learner's code."""
+
+    api: str
+    filename: str
+    line: int
+    function: str | None = None
+
+
+@dataclass
+class FunctionInfo:
+    name: str
+    filename: str
+    line: int
+    params: list[str]
+    is_stub: bool
+    node: ast.FunctionDef | ast.AsyncFunctionDef = field(repr=False)
+
+
+@dataclass
+class StaticReport:
+    imports: set[str] = field(default_factory=set)
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    attnspec_imports: list[Use] = field(default_factory=list)
+
+    @property
+    def backend_hints(self) -> list[str]:
+        """Backends the code plausibly targets, from its imports."""
+        hints = []
+        if "torch" in self.imports:
+            hints.append("torch")
+        if "numpy" in self.imports or not hints:
+            hints.append("numpy")
+        if self.imports & {"array_api_compat", "array_api_strict"}:
+            hints = ["numpy", "torch"]
+        return hints
+
+    def forbidden_uses(self, function: str, apis: list[str]) -> list[Use]:
+        """Uses of `apis` in `function` and in the submission's own helpers it calls (transitively)."""
+        if function not in self.functions or not apis:
+            return []
+        uses: list[Use] = []
+        seen: set[str] = set()
+        todo = [function]
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.functions:
+                continue
+            seen.add(name)
+            info = self.functions[name]
+            local = dict(self.aliases)
+            local.update(_import_aliases(info.node))
+            for node in ast.walk(info.node):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in self.functions:
+                    todo.append(node.id)
+                path = _resolve(node, local)
+                if path is None:
+                    continue
+                for api in apis:
+                    if _matches(path, api):
+                        use = Use(api, info.filename, getattr(node, "lineno", info.line), name)
+                        if use not in uses:
+                            uses.append(use)
+        return sorted(uses, key=lambda u: (u.filename, u.line))
+
+
+def analyze(submission: Submission) -> StaticReport:
+    report = StaticReport()
+    for chunk in submission.chunks:
+        try:
+            tree = ast.parse(chunk.source, filename=chunk.filename)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            for module, line in _imported_modules(node):
+                report.imports.add(module.split(".")[0])
+                if module.split(".")[0] == "attnspec":
+                    report.attnspec_imports.append(Use(f"import {module}", chunk.filename, line))
+        report.aliases.update(_import_aliases(tree))
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = [a.arg for a in node.args.posonlyargs + node.args.args]
+                report.functions[node.name] = FunctionInfo(node.name, chunk.filename, node.lineno, params, _is_stub(node), node)
+    return report
+
+
+def _imported_modules(node: ast.AST) -> list[tuple[str, int]]:
+    if isinstance(node, ast.Import):
+        return [(alias.name, node.lineno) for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        return [(node.module, node.lineno)]
+    if isinstance(node, ast.Call):
+        target = _dotted(node.func)
+        if target in ("__import__", "importlib.import_module", "import_module") and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                return [(first.value, node.lineno)]
+    return []
+
+
+def _import_aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> dotted path for every import in `tree` (import a.b as c, from a import b as c)."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+                else:
+                    root = alias.name.split(".")[0]
+                    aliases[root] = root
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _resolve(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """Dotted API path that `node` refers to, through import aliases and getattr(x, 'name')."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) >= 2:
+        obj, name = node.args[0], node.args[1]
+        base = _resolve(obj, aliases)
+        if base and isinstance(name, ast.Constant) and isinstance(name.value, str):
+            return f"{base}.{name.value}"
+        return None
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+        base = _resolve(node.value, aliases)
+        return f"{base}.{node.attr}" if base else None
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        return aliases.get(node.id)
+    return None
+
+
+def _matches(path: str, api: str) -> bool:
+    """Same path, or the same name under the same top package (torch.nn.modules.activation.MultiheadAttention)."""
+    if path == api or path.startswith(api + "."):
+        return True
+    p, a = path.split("."), api.split(".")
+    return p[0] == a[0] and a[-1] in p[1:] and len(p) >= 2
+
+
+def _is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """True if the body is only a docstring and pass / ... / raise NotImplementedError."""
+    body = list(node.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        body = body[1:]
+    if not body:
+        return True
+    for stmt in body:
+        if isinstance(stmt, ast.Pass):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis:
+            continue
+        if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+            target = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+            if isinstance(target, ast.Name) and target.id == "NotImplementedError":
+                continue
+        return False
+    return True

@@ -1,0 +1,437 @@
+"""Worker processes. Learner code runs here and only here.
+
+Three levels, so that the expensive part (starting Python, importing torch) is paid once per
+grading run, yet every case starts from the same clean state:
+
+- the **master** (`python -m attnspec.worker FD`) imports numpy (and torch when asked) and never
+  runs learner code; it forks one zygote per submission.
+- a **zygote** executes the submission's code once (chunk by chunk, so one broken cell does not
+  hide the others), then forks one child per case and relays that case's calls to it.
+- a **child** runs one case's calls and exits. Whatever a case does to the process (monkeypatch
+  numpy, exit, crash, leak memory) dies with it; a hang is killed at the case's deadline.
+
+The grader talks to a zygote over a socket the master hands over at fork time.
+"""
+
+from __future__ import annotations
+
+import builtins
+import faulthandler
+import inspect
+import io
+import linecache
+import os
+import resource
+import signal
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+from . import callexec
+from .exercises import FUNCTIONS
+from .protocol import ProtocolError, Timeout, recv, send
+
+OUTPUT_HEAD = 6000
+OUTPUT_TAIL = 2000
+
+
+# ---------------------------------------------------------------- master
+
+
+def master_main(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped automatically
+    while True:
+        try:
+            header, _ = recv(fd)
+        except ProtocolError:
+            os._exit(0)  # the grader went away
+        op = header.get("op")
+        if op == "preload":
+            errors = {}
+            for module in header.get("modules", []):
+                try:
+                    if module == "torch":
+                        callexec.prepare_torch()
+                    else:
+                        __import__(module)
+                except Exception as exc:  # noqa: BLE001 - reported to the grader as "backend unavailable"
+                    errors[module] = f"{type(exc).__name__}: {exc}"
+            send(fd, {"op": "preloaded", "errors": errors})
+        elif op == "spawn":
+            _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+            if not fds:
+                send(fd, {"op": "spawned", "error": "no socket received"})
+                continue
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    sock.close()
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.setpgid(0, 0)
+                    Zygote(fds[0]).serve()
+                finally:
+                    os._exit(0)
+            os.close(fds[0])
+            send(fd, {"op": "spawned", "pid": pid})
+        elif op == "shutdown":
+            os._exit(0)
+
+
+# ---------------------------------------------------------------- import guard
+
+
+class _ImportGuard:
+    """Refuses `import attnspec` from learner code and remembers where it was tried."""
+
+    def __init__(self, learner_files: set[str]):
+        self.learner_files = learner_files
+        self.attempts: list[dict[str, Any]] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "attnspec" or name.startswith("attnspec."):
+            frame = sys._getframe(1)
+            where = None
+            while frame is not None:
+                if frame.f_code.co_filename in self.learner_files:
+                    where = (frame.f_code.co_filename, frame.f_lineno)
+                    break
+                frame = frame.f_back
+            hit = {"api": f"import {name}", "file": where[0] if where else None, "line": where[1] if where else None}
+            if hit not in self.attempts:
+                self.attempts.append(hit)
+            raise ImportError(f"submissions may not import {name} (the grader's own package)")
+        return None
+
+
+# ---------------------------------------------------------------- zygote
+
+
+def _limit_memory(megabytes: int) -> None:
+    """Cap the address space at what is mapped now plus `megabytes`, so a memory bomb raises MemoryError."""
+    try:
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return
+    limit = vm + megabytes * 1024 * 1024
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError):
+        pass
+
+
+def _read_capture(f: io.BufferedRandom) -> dict[str, Any]:
+    f.flush()
+    size = os.fstat(f.fileno()).st_size
+    f.seek(0)
+    if size <= OUTPUT_HEAD + OUTPUT_TAIL:
+        text = f.read().decode("utf-8", "replace")
+    else:
+        head = f.read(OUTPUT_HEAD).decode("utf-8", "replace")
+        f.seek(size - OUTPUT_TAIL)
+        tail = f.read().decode("utf-8", "replace")
+        text = f"{head}\n... [{size - OUTPUT_HEAD - OUTPUT_TAIL} bytes not shown] ...\n{tail}"
+    return {"text": text, "bytes": size}
+
+
+class _ChunkTimeout(BaseException):
+    """Raised by SIGALRM while a chunk of the submission runs at load time."""
+
+
+class Zygote:
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.namespace: dict[str, Any] = {}
+        self.learner_files: set[str] = set()
+        self.guard: _ImportGuard | None = None
+        self.child: int | None = None
+        self.child_sock: socket.socket | None = None
+        self.child_out: io.BufferedRandom | None = None
+        self.child_trace: io.BufferedRandom | None = None
+        self.child_dead: dict[str, Any] | None = None
+        self.deadline = 0.0
+        self.limits: dict[str, Any] = {}
+
+    def serve(self) -> None:
+        while True:
+            try:
+                header, buffers = recv(self.fd)
+            except ProtocolError:
+                return
+            op = header.get("op")
+            if op == "load":
+                send(self.fd, self.load(header))
+            elif op == "case_start":
+                send(self.fd, self.case_start(header))
+            elif op == "call":
+                reply, out = self.relay(header, buffers)
+                send(self.fd, reply, out)
+            elif op == "case_end":
+                send(self.fd, self.case_end())
+            elif op == "shutdown":
+                return
+
+    # ---- load
+
+    def load(self, header: dict[str, Any]) -> dict[str, Any]:
+        self.limits = header["limits"]
+        chunks = header["chunks"]
+        self.learner_files = {c["filename"] for c in chunks}
+        capture = tempfile.TemporaryFile()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
+        os.close(stdin)
+        _limit_memory(int(self.limits["memory_mb"]))
+        for module in [m for m in sys.modules if m == "attnspec" or m.startswith("attnspec.")]:
+            del sys.modules[module]
+        self.guard = _ImportGuard(self.learner_files)
+        sys.meta_path.insert(0, self.guard)
+        if header.get("directory"):
+            sys.path.append(header["directory"])
+            try:
+                os.chdir(header["directory"])
+            except OSError:
+                pass
+        self.namespace = {"__name__": header.get("module_name", "__main__"), "__builtins__": builtins, "__file__": header.get("path")}
+        for c in chunks:
+            lines = c["source"].splitlines(keepends=True)
+            linecache.cache[c["filename"]] = (len(c["source"]), None, lines, c["filename"])
+        errors: dict[int, dict[str, Any]] = {}
+        flags = 0
+        signal.signal(signal.SIGALRM, _raise_chunk_timeout)
+        start = time.perf_counter()
+        for index, chunk in enumerate(chunks):
+            flags, error = self._run_chunk(chunk, flags)
+            if error:
+                errors[index] = error
+        # Notebooks run out of order: a cell may use a name a later cell defines. Retry those once.
+        for index in sorted(errors):
+            if errors[index]["type"] == "NameError":
+                flags, error = self._run_chunk(chunks[index], flags)
+                if error is None:
+                    del errors[index]
+                else:
+                    errors[index] = error
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return {
+            "op": "loaded",
+            "duration": time.perf_counter() - start,
+            "chunk_errors": [{"chunk": i, **e} for i, e in sorted(errors.items())],
+            "functions": self._functions(),
+            "output": _read_capture(capture),
+            "modules": sorted(m for m in ("numpy", "torch") if m in sys.modules),
+            "tripwires": list(self.guard.attempts),
+        }
+
+    def _run_chunk(self, chunk: dict[str, Any], flags: int) -> tuple[int, dict[str, Any] | None]:
+        try:
+            code = compile(chunk["source"], chunk["filename"], "exec", flags=flags, dont_inherit=True)
+        except SyntaxError as exc:
+            return flags, {"type": "SyntaxError", "message": exc.msg, "line": exc.lineno, "file": chunk["filename"], "traceback": ""}
+        flags |= code.co_flags & _FUTURE_FLAGS
+        signal.setitimer(signal.ITIMER_REAL, float(self.limits["chunk_timeout"]))
+        try:
+            exec(code, self.namespace)
+        except _ChunkTimeout:
+            return flags, {
+                "type": "Timeout",
+                "message": f"this part of the submission ran for more than {self.limits['chunk_timeout']} s at load time and was stopped",
+                "line": None,
+                "file": chunk["filename"],
+                "traceback": "",
+            }
+        except BaseException as exc:  # noqa: BLE001 - load-time capture point: the next chunk still runs
+            text, line, file = callexec.format_learner_traceback(exc, self.learner_files)
+            message = f"called sys.exit({exc.code!r}) at load time" if isinstance(exc, SystemExit) else callexec._safe_str(exc)
+            return flags, {"type": type(exc).__name__, "message": message, "line": line, "file": file or chunk["filename"], "traceback": text}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        return flags, None
+
+    def _functions(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, contract in FUNCTIONS.items():
+            if name not in self.namespace:
+                continue
+            obj = self.namespace[name]
+            info: dict[str, Any] = {"callable": callable(obj), "type": type(obj).__name__}
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                info.update(file=code.co_filename, line=code.co_firstlineno)
+            if callable(obj):
+                try:
+                    sig = inspect.signature(obj)
+                    info["signature"] = f"{name}{sig}"
+                    sig.bind(*range(len(contract.args)))
+                    info["bindable"] = True
+                except TypeError as exc:
+                    info["bindable"] = False
+                    info["bind_error"] = str(exc)
+                except ValueError:
+                    info["bindable"] = True  # no introspectable signature (builtin/C callable): try calling it
+            found[name] = info
+        return found
+
+    # ---- cases
+
+    def case_start(self, header: dict[str, Any]) -> dict[str, Any]:
+        if self.child is not None:
+            self.case_end()
+        self.deadline = time.monotonic() + float(header["timeout"])
+        self.child_dead = None
+        self.child_out = tempfile.TemporaryFile()
+        self.child_trace = tempfile.TemporaryFile()
+        parent_sock, child_sock = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the case child
+            try:
+                parent_sock.close()
+                os.close(self.fd)
+                self._child_main(child_sock)
+            finally:
+                os._exit(70)
+        child_sock.close()
+        self.child, self.child_sock = pid, parent_sock
+        return {"op": "case_started", "pid": pid}
+
+    def _child_main(self, sock: socket.socket) -> None:
+        os.dup2(self.child_out.fileno(), 1)
+        os.dup2(self.child_out.fileno(), 2)
+        faulthandler.register(signal.SIGUSR1, file=self.child_trace, all_threads=False)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limit = int(self.limits["output_bytes"]) + 65536
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        _limit_memory(int(self.limits["memory_mb"]))
+        fd = sock.fileno()
+        while True:
+            try:
+                header, buffers = recv(fd)
+            except ProtocolError:
+                os._exit(0)
+            if header.get("op") != "call":
+                os._exit(0)
+            fn = self.namespace.get(header["function"])
+            if not callable(fn):
+                send(fd, {"status": "raised", "error": {"type": "NameError", "message": f"{header['function']} is not defined", "traceback": "", "line": None, "file": None}})
+                continue
+            reply, out = callexec.execute_call(fn, header, buffers, self.learner_files)
+            if self.guard is not None and self.guard.attempts:
+                reply["tripwires"] = reply.get("tripwires", []) + [a for a in self.guard.attempts if a not in reply.get("tripwires", [])]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            send(fd, reply, out)
+
+    def relay(self, header: dict[str, Any], buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        if self.child is None:
+            return {"status": "crashed", "detail": "no case is running"}, []
+        if self.child_dead is not None:
+            return dict(self.child_dead), []
+        fd = self.child_sock.fileno()
+        try:
+            send(fd, header, buffers)
+            reply, out = recv(fd, self.deadline)
+        except Timeout:
+            self.child_dead = {"status": "timeout", "detail": self._kill_with_trace(), "limit": self.limits.get("case_timeout")}
+            return dict(self.child_dead), []
+        except (ProtocolError, OSError):
+            self.child_dead = {"status": "crashed", "detail": self._reap_description()}
+            return dict(self.child_dead), []
+        size = os.fstat(self.child_out.fileno()).st_size
+        if size > int(self.limits["output_bytes"]):
+            reply["output_exceeded"] = size
+        return reply, out
+
+    def _kill_with_trace(self) -> str:
+        """Ask the child where it is (faulthandler), then kill it; return the learner's line if found."""
+        try:
+            os.kill(self.child, signal.SIGUSR1)
+            time.sleep(0.2)
+        except ProcessLookupError:
+            pass
+        self._kill_child()
+        self.child_trace.seek(0)
+        text = self.child_trace.read().decode("utf-8", "replace")
+        for line in text.splitlines():
+            line = line.strip()
+            for name in self.learner_files:
+                if line.startswith(f'File "{name}", line '):
+                    return line
+        return ""
+
+    def _kill_child(self) -> int | None:
+        if self.child is None:
+            return None
+        try:
+            os.kill(self.child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            _, status = os.waitpid(self.child, 0)
+        except ChildProcessError:
+            status = None
+        self.child = None
+        return status
+
+    def _reap_description(self) -> str:
+        try:
+            pid, status = os.waitpid(self.child, 0)
+        except ChildProcessError:
+            self.child = None
+            return "the case's process disappeared"
+        self.child = None
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            if sig == signal.SIGKILL:
+                return f"killed by {name} (often: out of memory)"
+            return f"killed by signal {name}"
+        code = os.WEXITSTATUS(status)
+        return f"the process exited with status {code} before returning (os._exit() or a crash in native code)"
+
+    def case_end(self) -> dict[str, Any]:
+        if self.child is not None:
+            try:
+                send(self.child_sock.fileno(), {"op": "exit"})
+            except OSError:
+                pass
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                pid, _ = os.waitpid(self.child, os.WNOHANG)
+                if pid:
+                    self.child = None
+                    break
+                time.sleep(0.002)
+            self._kill_child()
+        if self.child_sock is not None:
+            self.child_sock.close()
+            self.child_sock = None
+        output = _read_capture(self.child_out) if self.child_out else {"text": "", "bytes": 0}
+        for f in (self.child_out, self.child_trace):
+            if f is not None:
+                f.close()
+        self.child_out = self.child_trace = None
+        return {"op": "case_ended", "output": output}
+
+
+def _raise_chunk_timeout(signum: int, frame: Any) -> None:
+    raise _ChunkTimeout()
+
+
+_FUTURE_FLAGS = 0
+for _feature in __import__("__future__").all_feature_names:
+    _FUTURE_FLAGS |= getattr(__import__("__future__"), _feature).compiler_flag
+
+
+if __name__ == "__main__":
+    master_main(int(sys.argv[1]))

@@ -1,0 +1,270 @@
+"""The reference computation with knobs: each knob setting other than the default is a known
+learner mistake (wrong scale, softmax over the wrong axis, post-norm, tanh GELU, ...).
+
+Written once for NumPy and PyTorch through a handful of backend ops, so every mistake exists on
+both backends. With all knobs at their defaults these functions equal the reference; the
+misconception library (`attnspec.misconceptions`) names the other settings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import numpy_ref
+
+# ---------------------------------------------------------------- backend ops
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _swap(x: Any) -> Any:
+    return x.transpose(-2, -1) if _is_torch(x) else np.swapaxes(x, -1, -2)
+
+
+def _permute(x: Any, axes: tuple[int, ...]) -> Any:
+    return x.permute(*axes) if _is_torch(x) else x.transpose(axes)
+
+
+def _max(x: Any, axis: int) -> Any:
+    return x.amax(dim=axis, keepdim=True) if _is_torch(x) else x.max(axis=axis, keepdims=True)
+
+
+def _sum(x: Any, axis: int) -> Any:
+    return x.sum(dim=axis, keepdim=True) if _is_torch(x) else x.sum(axis=axis, keepdims=True)
+
+
+def _mean(x: Any, axis: int) -> Any:
+    return x.mean(dim=axis, keepdim=True) if _is_torch(x) else x.mean(axis=axis, keepdims=True)
+
+
+def _exp(x: Any) -> Any:
+    return x.exp() if _is_torch(x) else np.exp(x)
+
+
+def _sqrt(x: Any) -> Any:
+    return x.sqrt() if _is_torch(x) else np.sqrt(x)
+
+
+def _tanh(x: Any) -> Any:
+    return x.tanh() if _is_torch(x) else np.tanh(x)
+
+
+def _erf(x: Any) -> Any:
+    if _is_torch(x):
+        return x.erf()
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype, copy=False)
+
+
+def _where(cond: Any, a: Any, b: Any) -> Any:
+    if _is_torch(a) or _is_torch(b):
+        import torch
+
+        ref = a if _is_torch(a) else b
+        a = a if _is_torch(a) else torch.as_tensor(a, dtype=ref.dtype)
+        b = b if _is_torch(b) else torch.as_tensor(b, dtype=ref.dtype)
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def _cat(xs: list[Any], axis: int) -> Any:
+    if _is_torch(xs[0]):
+        import torch
+
+        return torch.cat(xs, dim=axis)
+    return np.concatenate(xs, axis=axis)
+
+
+def _neg_inf_like(x: Any) -> Any:
+    return x * 0 - math.inf
+
+
+def _as_mask(mask: Any, like: Any) -> Any:
+    if _is_torch(like):
+        return mask.to(like.dtype)
+    return np.asarray(mask).astype(like.dtype, copy=False)
+
+
+# ---------------------------------------------------------------- attention
+
+ATTENTION_DEFAULTS = {
+    "scale": "sqrt_d_head",  # none | d_head | sqrt_d_model | after_softmax
+    "scores": "QK",  # KQ: K @ Q^T
+    "softmax_axis": "keys",  # queries
+    "mask_mode": "add",  # ignore | subtract | keep01 | after_softmax
+    "mask_4d": "ok",  # first: mask[0, 0] used for every (batch, head)
+    "stable": True,  # False: exp without subtracting the row max
+    "returns": "output",  # pattern
+    "seq": "ok",  # square_only: uses seq_q where seq_k belongs
+}
+
+
+def softmax(scores: Any, axis: int = -1, stable: bool = True) -> Any:
+    if stable:
+        scores = scores - _max(scores, axis)
+    weights = _exp(scores)
+    return weights / _sum(weights, axis)
+
+
+def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
+    """manual_attention with knobs (see ATTENTION_DEFAULTS)."""
+    k = {**ATTENTION_DEFAULTS, **knobs}
+    B, H, Tq, D = Q.shape
+    if k["seq"] == "square_only":
+        K, V = K[:, :, :Tq], V[:, :, :Tq]
+        if mask is not None:
+            mask = mask[..., :Tq]
+    if k["scores"] == "KQ":
+        scores = K @ _swap(Q)  # (B, H, Tk, Tq): only fits when seq_q == seq_k
+    else:
+        scores = Q @ _swap(K)  # (B, H, Tq, Tk)
+    factor = {"sqrt_d_head": 1 / math.sqrt(D), "none": 1.0, "d_head": 1 / D, "sqrt_d_model": 1 / math.sqrt(D * H), "after_softmax": 1.0}[k["scale"]]
+    scores = scores * factor
+    if mask is not None:
+        mask = _as_mask(mask, scores)
+        if k["mask_4d"] == "first" and mask.ndim == 4:
+            mask = mask[0, 0]
+        if k["mask_mode"] == "add":
+            scores = scores + mask
+        elif k["mask_mode"] == "subtract":
+            scores = scores - mask
+        elif k["mask_mode"] == "keep01":
+            scores = _where(mask == 0, _neg_inf_like(scores), scores)
+    axis = -1 if k["softmax_axis"] == "keys" else -2
+    pattern = softmax(scores, axis=axis, stable=k["stable"])
+    if k["scale"] == "after_softmax":
+        pattern = pattern / math.sqrt(D)
+    if mask is not None and k["mask_mode"] == "after_softmax":
+        pattern = _where(mask == -math.inf, pattern * 0, pattern)
+    if k["returns"] == "pattern":
+        return pattern
+    return pattern @ V
+
+
+# ---------------------------------------------------------------- causal mask
+
+def causal_mask(seq_len: int, *, like: Any = None, diagonal: int = 1, keep01: bool = False) -> Any:
+    """diagonal=1 is correct (i sees 0..i); 0 also blocks i itself; 2 lets i see i+1.
+    keep01 returns a 0/1 keep-mask (1 = may see) instead of an additive one."""
+    if keep01:
+        m = np.tril(np.ones((seq_len, seq_len)))
+    else:
+        m = np.triu(np.full((seq_len, seq_len), -np.inf), k=diagonal)
+    if like is not None and _is_torch(like):
+        import torch
+
+        return torch.as_tensor(m)
+    return m
+
+
+# ---------------------------------------------------------------- multi-head attention
+
+MHA_DEFAULTS = {
+    "split": "ok",  # no_transpose | interleaved
+    "merge": "ok",  # reversed | sum
+    "weights": "x@W",  # x@W.T
+    "w_o": True,  # False: W_O forgotten
+    "residual": False,  # True: returns x + edit
+    "attention": None,  # knobs for the per-head attention
+}
+
+
+def split_heads(x: Any, n_heads: int, how: str = "ok") -> Any:
+    B, T, Dm = x.shape
+    Dh = Dm // n_heads
+    if how == "no_transpose":
+        return x.reshape(B, n_heads, T, Dh)  # wrong: mixes tokens and heads
+    if how == "interleaved":
+        return _permute(x.reshape(B, T, Dh, n_heads), (0, 3, 1, 2))  # head h gets columns h::n_heads
+    return _permute(x.reshape(B, T, n_heads, Dh), (0, 2, 1, 3))
+
+
+def merge_heads(heads: Any, how: str = "ok") -> Any:
+    B, H, T, Dh = heads.shape
+    if how == "reversed":
+        heads = heads[:, list(range(H - 1, -1, -1))] if _is_torch(heads) else heads[:, ::-1]
+    if how == "sum":
+        return heads.sum(1)  # (B, T, Dh): heads added instead of concatenated
+    return _permute(heads, (0, 2, 1, 3)).reshape(B, T, H * Dh)
+
+
+def multi_head_attention(x: Any, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, n_heads: int, mask: Any = None, **knobs: Any) -> Any:
+    """multi_head_attention with knobs (see MHA_DEFAULTS)."""
+    k = {**MHA_DEFAULTS, **knobs}
+    if k["weights"] == "x@W.T":
+        W_Q, W_K, W_V, W_O = (_swap(w) for w in (W_Q, W_K, W_V, W_O))
+    q = split_heads(x @ W_Q, n_heads, k["split"])
+    kk = split_heads(x @ W_K, n_heads, k["split"])
+    v = split_heads(x @ W_V, n_heads, k["split"])
+    heads = attention(q, kk, v, mask, **(k["attention"] or {}))
+    if k["split"] == "no_transpose":
+        B, H, T, Dh = heads.shape
+        merged = heads.reshape(B, T, H * Dh)
+    elif k["split"] == "interleaved":
+        B, H, T, Dh = heads.shape
+        merged = _permute(heads, (0, 2, 3, 1)).reshape(B, T, H * Dh)
+    else:
+        merged = merge_heads(heads, k["merge"])
+    if k["merge"] == "sum":
+        out = merged @ W_O[: merged.shape[-1]] if k["w_o"] else merged
+    else:
+        out = merged @ W_O if k["w_o"] else merged
+    return x + out if k["residual"] else out
+
+
+# ---------------------------------------------------------------- transformer block
+
+BLOCK_DEFAULTS = {
+    "norm": "pre",  # post
+    "mlp_residual": True,
+    "variance": "biased",  # unbiased
+    "eps": "inside",  # outside: (x - mean) / (sqrt(var) + eps)
+    "activation": "gelu",  # gelu_tanh | relu
+    "ln2_input": "a",  # x: second LayerNorm applied to the block input
+    "mha": None,  # knobs for the attention sublayer
+}
+
+
+def layer_norm(x: Any, g: Any, b: Any, *, variance: str = "biased", eps: str = "inside") -> Any:
+    D = x.shape[-1]
+    mean = _mean(x, -1)
+    var = _mean((x - mean) ** 2, -1)
+    if variance == "unbiased":
+        var = var * D / (D - 1)
+    if eps == "outside":
+        return (x - mean) / (_sqrt(var) + numpy_ref.LAYER_NORM_EPS) * g + b
+    return (x - mean) / _sqrt(var + numpy_ref.LAYER_NORM_EPS) * g + b
+
+
+def activation(x: Any, kind: str = "gelu") -> Any:
+    if kind == "relu":
+        return x * (x > 0)
+    if kind == "gelu_tanh":
+        return 0.5 * x * (1 + _tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2.0)))
+
+
+def transformer_block(x: Any, params: dict, n_heads: int, mask: Any = None, **knobs: Any) -> Any:
+    """transformer_block with knobs (see BLOCK_DEFAULTS)."""
+    k = {**BLOCK_DEFAULTS, **knobs}
+    p = params
+
+    def ln(t: Any, which: str) -> Any:
+        return layer_norm(t, p[f"{which}_g"], p[f"{which}_b"], variance=k["variance"], eps=k["eps"])
+
+    def mha(t: Any) -> Any:
+        return multi_head_attention(t, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask, **(k["mha"] or {}))
+
+    def mlp(t: Any) -> Any:
+        return activation(t @ p["W_in"] + p["b_in"], k["activation"]) @ p["W_out"] + p["b_out"]
+
+    if k["norm"] == "post":
+        a = ln(x + mha(x), "ln1")
+        return ln(a + mlp(a) if k["mlp_residual"] else mlp(a), "ln2")
+    a = x + mha(ln(x, "ln1"))
+    h = mlp(ln(a if k["ln2_input"] == "a" else x, "ln2"))
+    return a + h if k["mlp_residual"] else h
