@@ -15,6 +15,7 @@ from random import Random
 from typing import Any
 
 from . import __version__
+from .diagnosis import diagnose
 from .errors import BackendUnavailable, SubmissionError
 from .exercises import EXERCISES
 from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
@@ -231,9 +232,7 @@ def _grade_exercise(
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)
     if run.evidence:
-        from .diagnosis import diagnose
-
-        diagnose(run, options)
+        diagnose(run)
     return run
 
 
@@ -358,12 +357,11 @@ def _redact(inst: InstanceResult) -> None:
 def _run_instance(
     case: Case, backend: str, dtype: str, options: GradeOptions, session: WorkerSession, run: ExerciseRun, forbidden: list[str]
 ) -> tuple[InstanceResult, dict[str, Any]]:
-    prop = PROPERTIES[case.property]
     start = time.monotonic()
     cs: CaseSession
     with session.case(case.id, case.timeout, forbidden=forbidden) as cs:
         ctx = CaseContext(case, backend, dtype, case.tolerances[dtype], cs, options.limits)
-        inst = _check(ctx, case, prop)
+        inst = check_instance(ctx, case)
     inst.duration = round(time.monotonic() - start, 4)
     inst.calls = ctx.calls
     for hit in ctx.tripwires:
@@ -374,12 +372,13 @@ def _run_instance(
     return inst, cs.captured
 
 
-def _check(ctx: CaseContext, case: Case, prop: Any) -> InstanceResult:
-    """Run the property on fixed, literal or drawn inputs; every way it can end becomes a result."""
+def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> InstanceResult:
+    """Run the case's property on fixed, literal or drawn inputs; every way it can end becomes a result."""
+    prop = PROPERTIES[case.property]
     backend, dtype = ctx.backend, ctx.dtype
     try:
         if case.inputs is not None and case.inputs.is_drawn:
-            return _check_drawn(ctx, case, prop)
+            return _check_drawn(ctx, case, prop, shrink)
         inputs = build_fixed_inputs(case)
         inputs = cast_inputs(inputs, dtype) if inputs is not None else None
         prop.check(ctx, inputs)
@@ -392,7 +391,7 @@ def _check(ctx: CaseContext, case: Case, prop: Any) -> InstanceResult:
         return InstanceResult(backend, dtype, "error", f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it")
 
 
-def _check_drawn(ctx: CaseContext, case: Case, prop: Any) -> InstanceResult:
+def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:
     """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure."""
     from hypothesis import HealthCheck, Phase, Verbosity, find, settings
     from hypothesis.errors import NoSuchExample
@@ -424,7 +423,7 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any) -> InstanceResult:
         max_examples=case.examples,
         database=None,
         deadline=None,
-        phases=[Phase.generate, Phase.shrink],
+        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
     )

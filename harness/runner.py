@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -205,6 +206,7 @@ class WorkerPool:
         finally:
             theirs.close()
         self._pending: list[str] = []
+        self._lock = threading.Lock()  # submissions may be graded from several threads
         self._preloading: list[str] = []
         self.preloaded: dict[str, str | None] = {}
 
@@ -240,27 +242,30 @@ class WorkerPool:
 
     def preload(self, modules: list[str]) -> None:
         """Start importing modules (torch) in the master; returns at once, the import overlaps our work."""
-        todo = [m for m in modules if m not in self.preloaded and m not in self._preloading]
-        if todo:
-            self._preloading = todo
-            self._request({"op": "preload", "modules": todo}, "preloaded")
+        with self._lock:
+            todo = [m for m in modules if m not in self.preloaded and m not in self._preloading]
+            if todo:
+                self._preloading = todo
+                self._request({"op": "preload", "modules": todo}, "preloaded")
 
     def wait_preloaded(self) -> dict[str, str | None]:
-        if "preloaded" in self._pending:
-            self._absorb("preloaded", self._reply("preloaded", timeout=300.0))
-            self._preloading = []
-        return self.preloaded
+        with self._lock:
+            if "preloaded" in self._pending:
+                self._absorb("preloaded", self._reply("preloaded", timeout=300.0))
+                self._preloading = []
+            return self.preloaded
 
     def spawn(self) -> tuple[socket.socket, int]:
         mine, theirs = socket.socketpair()
-        self._request({"op": "spawn"}, "spawned")
-        try:
-            socket.send_fds(self._sock, [b"F"], [theirs.fileno()])
-        except OSError:
-            raise WorkerError(self._death_message()) from None
-        finally:
-            theirs.close()
-        reply = self._reply("spawned", timeout=300.0)
+        with self._lock:
+            self._request({"op": "spawn"}, "spawned")
+            try:
+                socket.send_fds(self._sock, [b"F"], [theirs.fileno()])
+            except OSError:
+                raise WorkerError(self._death_message()) from None
+            finally:
+                theirs.close()
+            reply = self._reply("spawned", timeout=300.0)
         if "pid" not in reply:
             raise WorkerError(f"the worker could not start a submission process: {reply.get('error')}")
         return mine, int(reply["pid"])

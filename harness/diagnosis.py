@@ -1,0 +1,131 @@
+"""Name the learner's mistake: find catalogued misconceptions that reproduce the submission's
+behaviour on *every* recorded call of the failing cases (and stay consistent with the passing
+ones), so a diagnosis is never a lucky match on one input. A correct submission has no failing
+cases and is never diagnosed; when nothing matches, the report says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from . import misconceptions
+from .inputs import Inputs
+from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
+from .results import Diagnosis
+
+NO_MATCH = (
+    "No known mistake from the catalogue reproduces all of the failing results; "
+    "the failing cases above show what differs and where."
+)
+
+
+def diagnose(run: Any, options: Any = None) -> None:
+    """Fill run.result.diagnoses (or diagnosis_note) from the evidence gathered while grading."""
+    result = run.result
+    for backend in result.backends:
+        failing = [e for e in run.evidence if e.backend == backend]
+        if not failing:
+            continue
+        passing = [e for e in run.passed_evidence if e.backend == backend]
+        for m in misconceptions.for_exercise(result.exercise):
+            if backend not in m.backends:
+                continue
+            evidence = _explains(m, result, failing, passing, backend)
+            if evidence is not None and not any(d.id == m.id for d in result.diagnoses):
+                result.diagnoses.append(Diagnosis(m.id, m.title, m.feedback, m.reference, backend, evidence))
+    if result.failed_cases and not result.diagnoses:
+        result.diagnosis_note = NO_MATCH
+
+
+def _explains(m: Misconception, result: Any, failing: list, passing: list, backend: str) -> dict[str, Any] | None:
+    if m.signature is not None:
+        prop, fragment = m.signature
+        cases = sorted(
+            c.case_id
+            for c in result.cases
+            if c.property == prop and any(i.backend == backend and i.outcome != "passed" and (fragment is None or fragment in i.message) for i in c.instances)
+        )
+        return {"failed_cases": cases, "rule": f"the '{prop}' property failed"} if cases else None
+    if m.rule is not None:
+        return RULES[m.rule](failing, passing)
+    return _reproduces(m, failing, passing)
+
+
+def _reproduces(m: Misconception, failing: list, passing: list) -> dict[str, Any] | None:
+    """Evidence that `m` computes what the learner's code computed on every failing call."""
+    fn = m.implementation()
+    value_failures = [e for e in failing if e.case.property not in STRUCTURAL_PROPERTIES]
+    matched_calls, cases, worst = 0, set(), 0.0
+    for e in value_failures:
+        tol = e.case.tolerances[e.dtype]
+        for obs in e.observations:
+            if obs.function != m.target:
+                continue
+            verdict = _consistent(fn, obs, tol)
+            if verdict is None:
+                return None
+            if verdict >= 0:
+                matched_calls += 1
+                worst = max(worst, verdict)
+                cases.add(e.case.id)
+    if matched_calls == 0:
+        return None
+    for e in passing:
+        if e.case.property in STRUCTURAL_PROPERTIES:
+            continue
+        tol = e.case.tolerances[e.dtype]
+        for obs in e.observations:
+            if obs.function == m.target and _consistent(fn, obs, tol) is None:
+                return None
+    return {"failed_cases": sorted(cases), "calls_reproduced": matched_calls, "max_abs_difference": float(worst)}
+
+
+def _consistent(fn: Callable[..., Any], obs: Any, tol: Any) -> float | None:
+    """None if `fn` does not behave like the learner's call; -1 if both raised; else the max difference."""
+    args = obs.inputs.positional() if isinstance(obs.inputs, Inputs) else list(obs.inputs)
+    try:
+        with np.errstate(all="ignore"):
+            alt = np.asarray(fn(*args), dtype=np.float64)
+        raised = False
+    except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError):
+        alt, raised = None, True
+    if obs.status == "raised":
+        return -1.0 if raised else None
+    if obs.status != "ok" or obs.values is None or raised or alt is None:
+        return None
+    got = obs.values
+    if got.shape != alt.shape:
+        return None
+    same_special = (np.isnan(got) & np.isnan(alt)) | (np.isinf(got) & np.isinf(alt) & (np.sign(got) == np.sign(alt)))
+    with np.errstate(all="ignore"):
+        diff = np.where(same_special, 0.0, np.abs(got - alt))
+        allowed = tol.atol + tol.rtol * np.abs(np.where(np.isfinite(alt), alt, 0.0))
+    if not np.all(diff <= allowed):
+        return None
+    return float(diff.max()) if diff.size else 0.0
+
+
+def _square_only(failing: list, passing: list) -> dict[str, Any] | None:
+    """Every failing value case has seq_q != seq_k, and some case with seq_q == seq_k (>= 2) passed."""
+
+    def shapes(evidence: list) -> list[tuple[str, bool]]:
+        out = []
+        for e in evidence:
+            if e.case.property in STRUCTURAL_PROPERTIES:
+                continue
+            for obs in e.observations:
+                if isinstance(obs.inputs, Inputs) and obs.inputs.exercise == "manual_attention":
+                    d = obs.inputs.dims
+                    out.append((e.case.id, d["seq_q"] == d["seq_k"] and d["seq_q"] >= 2))
+        return out
+
+    bad = shapes(failing)
+    good = shapes(passing)
+    if not bad or any(square for _, square in bad) or not any(square for _, square in good):
+        return None
+    return {"failed_cases": sorted({c for c, _ in bad}), "rule": "every failing case has seq_q != seq_k, and cases with seq_q == seq_k pass"}
+
+
+RULES: dict[str, Callable[[list, list], dict[str, Any] | None]] = {"square_only": _square_only}
