@@ -35,6 +35,11 @@ def prepare_torch() -> None:
     import torch
 
     torch.set_num_threads(1)
+    # The first autograd.grad with grad_outputs imports ~500 modules (sympy among them), about
+    # 0.3 s. Pay it once here, before the fork, instead of once per case child.
+    probe = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
+    out = (probe @ probe).softmax(-1)
+    torch.autograd.grad(out, [probe], grad_outputs=torch.ones_like(out), allow_unused=True)
     _torch_refs.update(
         torch=torch,
         Tensor=torch.Tensor,

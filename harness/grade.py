@@ -300,22 +300,34 @@ def _run_case(
         repro=_repro(submission, case, options),
     )
     start = time.monotonic()
-    outputs = []
+    outputs: list[str] = []
     for backend in [b for b in backends if b in case.backends]:
+        # One child process per (case, backend), shared by the case's dtypes; a fresh one after a crash.
+        cs: CaseSession | None = None
         for dtype in case.dtypes:
             if time.monotonic() > deadline:
                 inst = InstanceResult(backend, dtype, "error", f"not run: the submission's total time limit ({options.limits.submission_timeout:g} s) was reached")
             else:
-                inst, captured = _run_instance(case, backend, dtype, options, session, run, forbidden)
-                if captured.get("text"):
-                    outputs.append(captured["text"])
+                if cs is None:
+                    cs = session.case(case.id, case.timeout, forbidden=forbidden).__enter__()
+                inst, aborted = _run_instance(case, backend, dtype, options, cs, run)
+                if aborted:
+                    outputs.append(_close_case(cs))
+                    cs = None
             if hidden:
                 _redact(inst)
             result.instances.append(inst)
-    result.output = "\n".join(outputs)[:8000]
+        if cs is not None:
+            outputs.append(_close_case(cs))
+    result.output = "\n".join(o for o in outputs if o)[:8000]
     result.duration = round(time.monotonic() - start, 4)
     score_case(result)
     return result
+
+
+def _close_case(cs: CaseSession) -> str:
+    cs.__exit__(None, None, None)
+    return str(cs.captured.get("text", ""))
 
 
 def describe_inputs(case: Case) -> str:
@@ -354,14 +366,11 @@ def _redact(inst: InstanceResult) -> None:
     inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error", "mismatched", "total")}
 
 
-def _run_instance(
-    case: Case, backend: str, dtype: str, options: GradeOptions, session: WorkerSession, run: ExerciseRun, forbidden: list[str]
-) -> tuple[InstanceResult, dict[str, Any]]:
+def _run_instance(case: Case, backend: str, dtype: str, options: GradeOptions, cs: CaseSession, run: ExerciseRun) -> tuple[InstanceResult, bool]:
+    """One (case, backend, dtype) in the case's child; returns the result and whether the child died."""
     start = time.monotonic()
-    cs: CaseSession
-    with session.case(case.id, case.timeout, forbidden=forbidden) as cs:
-        ctx = CaseContext(case, backend, dtype, case.tolerances[dtype], cs, options.limits)
-        inst = check_instance(ctx, case)
+    ctx = CaseContext(case, backend, dtype, case.tolerances[dtype], cs, options.limits)
+    inst = check_instance(ctx, case)
     inst.duration = round(time.monotonic() - start, 4)
     inst.calls = ctx.calls
     for hit in ctx.tripwires:
@@ -369,7 +378,7 @@ def _run_instance(
             run.tripwires.append(hit)
     evidence = FailureEvidence(case, backend, dtype, ctx.observations)
     (run.passed_evidence if inst.outcome == "passed" else run.evidence).append(evidence)
-    return inst, cs.captured
+    return inst, ctx.aborted
 
 
 def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> InstanceResult:

@@ -224,16 +224,23 @@ def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def literal_array(value: Any) -> np.ndarray:
-    """Nested lists, {eye: n, scale: s} or {fill: v, shape: [...]} as a float64 array (ValueError if ragged)."""
-    if isinstance(value, dict) and "eye" in value:
-        return np.eye(int(value["eye"])) * float(value.get("scale", 1.0))
-    if isinstance(value, dict) and "fill" in value:
-        return np.full(tuple(value["shape"]), float(value["fill"]))
+    """Nested lists (whose items may be {eye: n, scale: s} or {fill: v, shape: [...]}) as a float64 array.
+
+    Raises ValueError if the result is not a rectangular array of numbers."""
+
+    def expand(v: Any) -> Any:
+        if isinstance(v, dict) and "eye" in v:
+            return (np.eye(int(v["eye"])) * float(v.get("scale", 1.0))).tolist()
+        if isinstance(v, dict) and "fill" in v:
+            return np.full(tuple(v["shape"]), float(v["fill"])).tolist()
+        if isinstance(v, (list, tuple)):
+            return [expand(x) for x in v]
+        return v
+
     try:
-        arr = np.array(value, dtype=np.float64)
-    except (ValueError, TypeError):
+        return np.array(expand(value), dtype=np.float64)
+    except (ValueError, TypeError, KeyError):
         raise ValueError("is not a rectangular array of numbers") from None
-    return arr
 
 
 def literal_inputs(exercise: str, literal: dict[str, Any]) -> Inputs:

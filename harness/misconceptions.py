@@ -43,7 +43,7 @@ class Misconception:
     knobs: dict[str, Any] | None = None  # numeric: a variants knob setting
     function: str | None = None  # the contract function it replaces (default: the exercise's)
     wrapper: Callable[..., Any] | None = None  # structural: implementation built from the reference
-    signature: tuple[str, str | None] | None = None  # structural: (failed property, message fragment)
+    signature: tuple[str, tuple[str, ...]] | None = None  # structural: (failed property, message fragments, any of them)
     rule: str | None = None  # diagnosed by a named rule on the failing inputs (see diagnosis.RULES)
     backends: tuple[str, ...] = ("numpy", "torch")
     listed: bool = True  # False for entries derived from a lower exercise (diagnosis only)
@@ -257,26 +257,26 @@ def _structural(exercise: str) -> list[Misconception]:
     return [
         Misconception(f"{p}.batch_one_only", exercise, "only works for batch 1",
                       "Batch element 0 is used for everything (e.g. Q[0] or x[0]); every batch element must be computed from its own inputs.",
-                      COURSE["contract"], wrapper=_batch_one_only(exercise), signature=("batch_independence", None)),
+                      COURSE["contract"], wrapper=_batch_one_only(exercise), signature=("batch_independence", ("gives a different result alone",))),
         Misconception(f"{p}.modifies_inputs", exercise, "modifies its inputs",
                       "An argument is changed in place (Q /= ..., x += ..., add_()/masked_fill_()). Work on new arrays: the caller's inputs must stay as they were.",
-                      COURSE["contract"], wrapper=_modifies_inputs(exercise), signature=("inputs_unchanged", None)),
+                      COURSE["contract"], wrapper=_modifies_inputs(exercise), signature=("inputs_unchanged", ("modified its input",))),
         Misconception(f"{p}.wrong_dtype", exercise, "returns the wrong dtype",
                       "The result's dtype differs from the inputs' (NumPy 2 turns float32 / np.sqrt(d) into float64). Scale with math.sqrt(d) or cast back to the input dtype.",
-                      COURSE["contract"], wrapper=_wrong_dtype(exercise), signature=("output_dtype", None)),
+                      COURSE["contract"], wrapper=_wrong_dtype(exercise), signature=("output_dtype", ("out.dtype=",))),
         Misconception(f"{p}.wrong_array_type", exercise, "returns the wrong array type",
                       "The result is not the inputs' array type (a list from .tolist(), or a NumPy array from torch code). Return a numpy.ndarray for NumPy inputs, a torch.Tensor for tensors.",
-                      COURSE["contract"], wrapper=_wrong_array_type(exercise), signature=("output_array_type", None)),
+                      COURSE["contract"], wrapper=_wrong_array_type(exercise), signature=("output_array_type", ("but should be a",))),
         Misconception(f"{p}.numpy_roundtrip", exercise, "PyTorch code that leaves autograd (NumPy round trip)",
                       "The computation goes through .numpy() (or torch.tensor(values)), so the result has no gradient. Keep every step in torch operations.",
-                      COURSE["autograd"], wrapper=_numpy_roundtrip(exercise), signature=("gradients_match", "does not require grad"), backends=("torch",)),
+                      COURSE["autograd"], wrapper=_numpy_roundtrip(exercise), signature=("gradients_match", ("does not require grad", "no gradient reached")), backends=("torch",)),
     ]
 
 
 _EXTRA = [
     Misconception("ma.data_write", MA, "scaling written through .data",
                   "The scores are changed through .data (or inside torch.no_grad()), which autograd does not record: the values are right but the gradients are not.",
-                  COURSE["autograd"], wrapper=_data_write, signature=("gradients_match", "gradient with respect to"), backends=("torch",)),
+                  COURSE["autograd"], wrapper=_data_write, rule="gradients_only", backends=("torch",)),
 ]
 
 

@@ -95,6 +95,7 @@ class CaseContext:
     tripwires: list[dict[str, Any]] = field(default_factory=list)
     recording: bool = True
     calls: int = 0
+    aborted: bool = False  # the case's process died (timeout, crash): later calls cannot run
 
     @property
     def exercise(self) -> str:
@@ -117,6 +118,7 @@ class CaseContext:
                 Observation(function, inputs, self.backend, self.dtype, out.values if out is not None else None, outcome.status, (outcome.error or {}).get("type"))
             )
         if outcome.fatal:
+            self.aborted = True
             raise CaseAborted(outcome)
         return outcome
 

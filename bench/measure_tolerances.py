@@ -1,0 +1,72 @@
+"""Measure how far the reference lands from the float64 reference in each dtype.
+
+The spec's tolerances are set from these figures with a safety margin (see spec/*.yaml):
+a correct implementation written differently from ours (einsum, loops, another summation
+order) must pass, so tolerances sit well above the reference's own error.
+
+    python bench/measure_tolerances.py [--seeds 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from attnspec.inputs import cast_inputs, generate_inputs
+from attnspec.reference import numpy_ref
+from attnspec.specmodel import InputSpec
+
+SHAPES = {
+    "manual_attention": {"batch": 2, "n_heads": 3, "seq_q": 6, "seq_k": 7, "d_head": 8, "d_v": 5},
+    "multi_head_attention": {"batch": 2, "seq": 6, "d_model": 16, "n_heads": 4},
+    "transformer_block": {"batch": 2, "seq": 6, "d_model": 16, "n_heads": 4, "d_ff": 24},
+}
+
+
+def to_torch(value, dtype):
+    import torch
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value).to(dtype)
+    if isinstance(value, dict):
+        return {k: to_torch(v, dtype) for k, v in value.items()}
+    return value
+
+
+def measure(exercise: str, dtype: str, seeds: int, mask: str) -> tuple[float, float]:
+    """Worst (abs error, abs error / (1 + |expected|)) over seeds for the torch (or numpy) reference."""
+    worst_abs, worst_scaled = 0.0, 0.0
+    for seed in range(seeds):
+        inputs = cast_inputs(generate_inputs(exercise, InputSpec(shapes=SHAPES[exercise], mask=mask, seed=seed)), dtype)
+        expected = getattr(numpy_ref, exercise)(*inputs.positional())
+        if dtype in ("float16", "bfloat16"):
+            import torch
+
+            from attnspec.reference import torch_ref
+
+            tdtype = getattr(torch, dtype)
+            got = getattr(torch_ref, exercise)(*[to_torch(a, tdtype) for a in inputs.positional()]).double().numpy()
+        else:
+            args = [a.astype(dtype) if isinstance(a, np.ndarray) else ({k: v.astype(dtype) for k, v in a.items()} if isinstance(a, dict) else a) for a in inputs.positional()]
+            got = getattr(numpy_ref, exercise)(*args).astype(np.float64)
+        err = np.abs(got - expected)
+        worst_abs = max(worst_abs, float(err.max()))
+        worst_scaled = max(worst_scaled, float((err / (1 + np.abs(expected))).max()))
+    return worst_abs, worst_scaled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=200)
+    args = parser.parse_args()
+    print(f"{'exercise':22} {'dtype':9} {'mask':7} {'max abs err':>12} {'max err/(1+|e|)':>16}")
+    for exercise in SHAPES:
+        for dtype in ("float64", "float32", "float16", "bfloat16"):
+            for mask in ("none", "causal"):
+                a, s = measure(exercise, dtype, args.seeds, mask)
+                print(f"{exercise:22} {dtype:9} {mask:7} {a:12.3e} {s:16.3e}")
+
+
+if __name__ == "__main__":
+    main()
