@@ -179,7 +179,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if spec is not None and args.case_timeout:
             spec = _cap_timeouts(spec, args.case_timeout)
         if spec is not None and args.case:
-            known = {c.id for c in spec.cases}
+            known = {c.id for c in spec.cases} | {r.case_id for r in spec.rules.values()}
             unknown = [c for c in args.case if c not in known]
             if unknown:
                 raise UsageError(f"unknown case id(s): {', '.join(unknown)} (see `attnspec spec validate` for the loaded cases)")

@@ -72,7 +72,7 @@ def torch_available() -> bool:
 def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None) -> GradeResult:
     """Grade the submission at `path`; never raises for problems in the submission itself."""
     start = time.monotonic()
-    scope = options.exercises or tuple(EXERCISES)
+    scope = options.exercises or tuple(e for e in EXERCISES if e in spec.rules or any(c.exercise == e for c in spec.cases))
     result = GradeResult(
         submission={"path": path, "kind": None, "sha256": None},
         spec={"digest": spec.digest, "files": [f.path for f in spec.files], "cases": len(spec.cases)},
@@ -121,7 +121,11 @@ def _finish(result: GradeResult, spec: Spec, options: GradeOptions, scope: tuple
 def _max_points(spec: Spec, exercise: str, options: GradeOptions) -> float:
     cases = _cases_for(spec, exercise, options)
     rules = spec.rules.get(exercise)
-    return sum(c.points for c in cases) + (rules.points if rules and not options.case_ids else 0.0)
+    return sum(c.points for c in cases) + (rules.points if rules and _rules_selected(rules, options) else 0.0)
+
+
+def _rules_selected(rules: Any, options: GradeOptions) -> bool:
+    return not options.case_ids or rules.case_id in options.case_ids
 
 
 def _cases_for(spec: Spec, exercise: str, options: GradeOptions) -> list[Case]:
@@ -228,7 +232,7 @@ def _grade_exercise(
         result.max_score -= sum(c.points for c in skipped)
     for case in applicable:
         result.cases.append(_run_case(case, backends, options, submission, session, run, deadline, forbidden))
-    if rules is not None and not options.case_ids:
+    if rules is not None and _rules_selected(rules, options):
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)
     if run.evidence:

@@ -75,6 +75,9 @@ def failing_instances(case: "CaseResult") -> list["InstanceResult"]:
     return [i for i in case.instances if i.outcome != "passed"]
 
 
+STATIC_BACKENDS = ("any",)  # instances not tied to a backend (implementation rules)
+
+
 def where(inst: "InstanceResult") -> str:
     return f"{inst.backend} {inst.dtype}"
 
@@ -139,7 +142,9 @@ def case_failure_lines(case: "CaseResult", *, output: bool = True) -> list[str]:
 def _instance_lines(bad: list["InstanceResult"], reveal: bool) -> list[str]:
     """Message of the first failing instance, where it failed, the likely mistake and the numbers."""
     first = bad[0]
-    lines = [*(first.message or f"{first.outcome} (no message)").splitlines(), f"  on {where(first)}"]
+    lines = [*(first.message or f"{first.outcome} (no message)").splitlines()]
+    if first.backend not in STATIC_BACKENDS:
+        lines.append(f"  on {where(first)}")
     if len(bad) > 1:
         lines.append(f"  also failing on: {', '.join(where(i) for i in bad[1:])}")
     if first.likely:

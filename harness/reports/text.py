@@ -106,7 +106,7 @@ class _TextReport:
         problems = load_problem_lines(result)
         if problems:
             self.line()
-            self.line(("Problems while loading the submission:", "bold red" if result.load.errors else "bold"))
+            self.line(("Problems while loading the submission:" if result.load.errors else "Notes on loading the submission:", "bold red" if result.load.errors else "bold"))
             self.block(problems, indent="  ")
         if result.load.output:
             self.line()
