@@ -231,6 +231,7 @@ def _error_result(path: str, message: str) -> Any:
 def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, elapsed: float) -> int:
     from .reports import render
 
+    names = report_names([p for p, _ in results])
     color = args.color == "always" or (args.color == "auto" and not args.output and not args.output_dir and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     codes = []
     for path, result in results:
@@ -243,7 +244,7 @@ def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, ela
         if args.output_dir:
             out_dir = Path(args.output_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
-            target = out_dir / (Path(path).stem + REPORT_SUFFIX[args.format])
+            target = out_dir / (names[path] + REPORT_SUFFIX[args.format])
             target.write_text(text, encoding="utf-8")
         elif args.output:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +256,17 @@ def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, ela
     if len(results) > 1:
         _print_class_summary(results, codes, elapsed, to_stdout=bool(args.output_dir) or args.format == "text")
     return max(codes) if codes else 2
+
+
+def report_names(paths: list[str]) -> dict[str, str]:
+    """A distinct report name per submission: the file stem, or the whole path when stems clash."""
+    stems = [Path(p).stem for p in paths]
+    names = {}
+    for path, stem in zip(paths, stems):
+        if stems.count(stem) > 1:
+            stem = str(Path(path)).replace("/", "__").replace("\\", "__").lstrip("._")
+        names[path] = stem
+    return names
 
 
 def _print_class_summary(results: list[tuple[str, Any]], codes: list[int], elapsed: float, *, to_stdout: bool) -> None:

@@ -72,7 +72,8 @@ def torch_available() -> bool:
 def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None) -> GradeResult:
     """Grade the submission at `path`; never raises for problems in the submission itself."""
     start = time.monotonic()
-    scope = options.exercises or tuple(e for e in EXERCISES if e in spec.rules or any(c.exercise == e for c in spec.cases))
+    graded = tuple(e for e in EXERCISES if e in spec.rules or any(c.exercise == e for c in spec.cases))
+    scope = options.exercises or graded
     result = GradeResult(
         submission={"path": path, "kind": None, "sha256": None},
         spec={"digest": spec.digest, "files": [f.path for f in spec.files], "cases": len(spec.cases)},
@@ -99,6 +100,9 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
         if "torch" in candidates and pool.wait_preloaded().get("torch"):
             raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
         result.load = _load_info(submission, load)
+        if not options.exercises:
+            scope = _defined_exercises(graded, load, static) or graded
+            result.options["exercises"] = list(scope)
         deadline = start + options.limits.submission_timeout
         for exercise in scope:
             run = _grade_exercise(exercise, spec, options, submission, static, load, session, candidates, deadline)
@@ -109,6 +113,11 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             pool.close()
     _finish(result, spec, options, scope, start)
     return result
+
+
+def _defined_exercises(graded: tuple[str, ...], load: LoadReport, static: StaticReport) -> tuple[str, ...]:
+    """The exercises the file defines (when it defines none, every exercise is reported missing)."""
+    return tuple(e for e in graded if e in load.functions or e in static.functions)
 
 
 def _finish(result: GradeResult, spec: Spec, options: GradeOptions, scope: tuple[str, ...], start: float) -> None:
@@ -219,10 +228,10 @@ def _grade_exercise(
         result.status, result.message = "not_implemented", f"{exercise} is not implemented yet (it is still the starter stub)"
         return run
     backends, notes, not_implemented = _probe_backends(exercise, candidates, session, fn_static)
-    result.backends, result.backend_notes = backends, notes
     if not_implemented:
-        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError"
+        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError{notes[0]}"
         return run
+    result.backends, result.backend_notes = backends, notes
     forbidden = [f.api for f in rules.forbidden] if rules is not None else []
     applicable = [c for c in cases if set(c.backends) & set(backends)]
     skipped = [c for c in cases if c not in applicable]
@@ -257,8 +266,8 @@ def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession
     for backend in candidates:
         with session.case(f"{exercise}.probe.{backend}", 10.0) as cs:
             outcome = cs.call(exercise, inputs, backend=backend, dtype="float64")
-        if outcome.status == "raised" and outcome.error and outcome.error.get("type") == "NotImplementedError" and _raised_inside(outcome.error, fn_static):
-            return [], [], True
+        if outcome.status == "raised" and outcome.error and outcome.error.get("type") == "NotImplementedError":
+            return [], [_not_implemented_where(outcome.error, fn_static)], True
         kind = outcome.output.kind if outcome.output else None
         if outcome.ok and kind == ("ndarray" if backend == "numpy" else "tensor"):
             ok.append(backend)
@@ -275,11 +284,17 @@ def _probe_spec(exercise: str) -> InputSpec:
     return InputSpec(shapes=PROBE_DIMS[exercise])
 
 
-def _raised_inside(error: dict[str, Any], fn_static: Any) -> bool:
-    if fn_static is None or error.get("line") is None:
-        return True
+def _not_implemented_where(error: dict[str, Any], fn_static: Any) -> str:
+    """'' if the function itself raises NotImplementedError, else where it was raised (a stub it calls)."""
+    line = error.get("line")
+    if fn_static is None or line is None:
+        return ""
     node = fn_static.node
-    return error.get("file") == fn_static.filename and node.lineno <= error["line"] <= (node.end_lineno or node.lineno)
+    if error.get("file") == fn_static.filename and node.lineno <= line <= (node.end_lineno or node.lineno):
+        return ""
+    last = (error.get("traceback") or "").strip().splitlines()
+    frame = next((t.strip() for t in reversed(last) if t.strip().startswith("File ")), "")
+    return f" (raised by code it calls: {frame})" if frame else " (raised by code it calls)"
 
 
 # ---------------------------------------------------------------- one case

@@ -1,0 +1,251 @@
+"""The CI templates under exercises/ci/: the Gradescope scripts and the GitHub Actions workflow.
+
+run_autograder runs for real against a fake autograder tree in a temporary directory
+(AUTOGRADER_ROOT), with the attnspec of this Python; setup.sh runs in its dry-run mode, since
+installing packages is not something a test may do. The workflow's grading step is extracted
+from the YAML and run with bash on a fake course repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CI = ROOT / "exercises" / "ci"
+RUN_AUTOGRADER = CI / "gradescope" / "run_autograder"
+SETUP = CI / "gradescope" / "setup.sh"
+WORKFLOW = CI / "github" / "attnspec.yml"
+STARTER = ROOT / "exercises" / "starters" / "numpy" / "manual_attention.py"
+TEST_SPEC = ROOT / "tests" / "specs" / "exercises"
+SCHEMA = json.loads((ROOT / "harness" / "schemas" / "gradescope.schema.json").read_text())
+BIN = str(Path(sys.executable).parent)
+BASH = shutil.which("bash")
+
+pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
+
+CORRECT = '''
+import math
+
+import numpy as np
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)
+
+
+def manual_attention(Q, K, V, mask=None):
+    scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores + np.asarray(mask).astype(scores.dtype)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True) @ V
+'''
+
+
+def torch_pin() -> str:
+    text = (ROOT / "constraints.txt").read_text()
+    return re.search(r"^torch==(\S+)", text, re.M).group(1)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ATTNSPEC", "SUBMISSION", "AUTOGRADER"))}
+    env["PATH"] = os.pathsep.join([BIN, "/usr/bin", "/bin"])
+    env.update(extra)
+    return env
+
+
+def autograde(root: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = subprocess.run([BASH, str(RUN_AUTOGRADER)], env=base_env(AUTOGRADER_ROOT=str(root), **env), capture_output=True, text=True, timeout=120)
+    results = root / "results" / "results.json"
+    assert results.exists(), proc.stdout + proc.stderr
+    data = json.loads(results.read_text())
+    jsonschema.validate(data, SCHEMA)
+    return proc, data
+
+
+def submit(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        target = root / "submission" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+FAST_SPEC = {"ATTNSPEC_ARGS": "--no-builtin", "ATTNSPEC_SPEC_DIRS": str(TEST_SPEC), "ATTNSPEC_EXERCISES": "manual_attention"}
+
+
+# ---------------------------------------------------------------- run_autograder
+
+
+def test_scripts_parse_and_are_executable():
+    for script in (RUN_AUTOGRADER, SETUP):
+        assert subprocess.run([BASH, "-n", str(script)], capture_output=True).returncode == 0, script
+        assert os.access(script, os.X_OK), f"{script} must be executable (Gradescope runs it directly)"
+
+
+def test_untouched_starter_scores_zero_with_a_not_implemented_test(tmp_path):
+    submit(tmp_path, {"manual_attention.py": STARTER.read_text()})
+    proc, data = autograde(tmp_path, ATTNSPEC_EXERCISES="manual_attention")
+    assert proc.returncode == 0
+    assert data["score"] == 0
+    names = [t["name"] for t in data["tests"]]
+    assert any(n.startswith("manual_attention: not implemented") for n in names), names
+    assert data["extra_data"]["attnspec_status"] == "graded"
+
+
+def test_correct_submission_gets_full_marks_with_the_course_spec(tmp_path):
+    submit(tmp_path, {"manual_attention.py": CORRECT})
+    proc, data = autograde(tmp_path, **FAST_SPEC)
+    graded = [t for t in data["tests"] if "max_score" in t]
+    assert graded and all(t["status"] == "passed" for t in graded), [t["output"] for t in graded if t["status"] != "passed"]
+    assert data["score"] == sum(t["max_score"] for t in graded) > 0
+    assert "--spec " + str(TEST_SPEC) in proc.stdout
+
+
+def test_several_files_grade_the_first_matching_the_pattern(tmp_path):
+    submit(tmp_path, {"a_notes.py": "print('not the solution')\n", "work/manual_attention.py": CORRECT, "zz/manual_attention.ipynb": "{}"})
+    proc, data = autograde(tmp_path, SUBMISSION_PATTERN="manual_attention.*", **FAST_SPEC)
+    assert "grading work/manual_attention.py" in proc.stdout
+    assert data["score"] > 0
+
+
+def test_no_matching_file_among_several_is_explained(tmp_path):
+    submit(tmp_path, {"one.py": "x = 1\n", "two.py": "y = 2\n"})
+    _, data = autograde(tmp_path, SUBMISSION_PATTERN='solution"\\*.py')
+    assert data["score"] == 0
+    assert "none is named like 'solution\"\\*.py'" in data["output"]
+    assert "one.py" in data["output"] and "two.py" in data["output"]
+
+
+def test_empty_submission_is_explained(tmp_path):
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "README.txt").write_text("oops")
+    _, data = autograde(tmp_path)
+    assert data["score"] == 0
+    assert "no .py file or .ipynb notebook" in data["output"]
+
+
+def test_attnspec_missing_still_leaves_results(tmp_path):
+    submit(tmp_path, {"manual_attention.py": CORRECT})
+    proc, data = autograde(tmp_path, PATH="/usr/bin:/bin", ATTNSPEC="attnspec-not-installed-here")
+    assert proc.returncode == 0
+    assert data["score"] == 0
+    assert "attnspec is not installed" in data["output"]
+    assert data["tests"][0]["status"] == "failed"
+
+
+def test_attnspec_crashing_still_leaves_results(tmp_path):
+    fake = tmp_path / "bin" / "attnspec"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "Traceback: ImportError: numpy is broken" >&2\nexit 3\n')
+    fake.chmod(0o755)
+    submit(tmp_path, {"manual_attention.py": CORRECT})
+    _, data = autograde(tmp_path, ATTNSPEC=str(fake))
+    assert data["score"] == 0
+    assert "exit code 3" in data["output"]
+    assert "numpy is broken" in data["output"]
+
+
+def test_stale_results_from_an_earlier_run_are_not_reused(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.json").write_text('{"score": 100}')
+    fake = tmp_path / "bin" / "attnspec"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 2\n")
+    fake.chmod(0o755)
+    submit(tmp_path, {"manual_attention.py": CORRECT})
+    _, data = autograde(tmp_path, ATTNSPEC=str(fake))
+    assert data["score"] == 0
+
+
+# ---------------------------------------------------------------- setup.sh
+
+
+def _dry_setup(tmp_path: Path, **env: str) -> str:
+    proc = subprocess.run([BASH, str(SETUP)], env=base_env(AUTOGRADER_ROOT=str(tmp_path), DRY_RUN="1", SKIP_APT="1", **env), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_setup_installs_the_shipped_copy_with_the_torch_pin(tmp_path):
+    out = _dry_setup(tmp_path)
+    install = [line for line in out.splitlines() if "pip install --constraint" in line]
+    assert len(install) == 1, out
+    assert f"{tmp_path}/source/attnspec\\[torch\\]" in install[0] or f"{tmp_path}/source/attnspec[torch]" in install[0]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install[0]
+    assert f"torch=={torch_pin()}" in out
+    assert f"{tmp_path}/venv/bin/attnspec --version" in out
+
+
+def test_setup_accepts_a_url_or_a_requirement(tmp_path):
+    url = _dry_setup(tmp_path, ATTNSPEC_SOURCE="git+https://example.invalid/attnspec@v0.1.0")
+    assert "attnspec\\[torch\\]\\ @\\ git+https://example.invalid/attnspec@v0.1.0" in url
+    numpy_only = _dry_setup(tmp_path, ATTNSPEC_SOURCE="attnspec==0.1.0", ATTNSPEC_EXTRAS="")
+    assert re.search(r"pip install .* attnspec==0\.1\.0$", numpy_only, re.M), numpy_only
+
+
+# ---------------------------------------------------------------- the GitHub workflow
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def _steps(workflow: dict) -> list[dict]:
+    return workflow["jobs"]["grade"]["steps"]
+
+
+def test_workflow_runs_on_push_with_python_311_and_the_pin(workflow):
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert "push" in triggers
+    setup = next(s for s in _steps(workflow) if str(s.get("uses", "")).startswith("actions/setup-python"))
+    assert str(setup["with"]["python-version"]) == "3.11"
+    assert workflow["env"]["TORCH_VERSION"] == torch_pin()
+
+
+def test_workflow_grades_with_junit_and_min_score_then_uploads_always(workflow):
+    steps = _steps(workflow)
+    grade = next(s for s in steps if s.get("id") == "grade")
+    assert "--format junit" in grade["run"] and '--min-score "$MIN_SCORE"' in grade["run"]
+    upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()", "the reports must be uploaded even when grading fails the job"
+    assert upload["with"]["path"].rstrip("/") == "reports"
+    assert steps.index(upload) > steps.index(grade)
+
+
+def test_workflow_grading_step_fails_below_the_threshold(workflow, tmp_path):
+    script = next(s for s in _steps(workflow) if s.get("id") == "grade")["run"]
+    (tmp_path / "submissions" / "alice").mkdir(parents=True)
+    (tmp_path / "submissions" / "bob").mkdir(parents=True)
+    shutil.copy(STARTER, tmp_path / "submissions" / "alice" / "manual_attention.py")
+    (tmp_path / "submissions" / "bob" / "manual_attention.py").write_text(CORRECT)
+    env = base_env(**{k: str(v) for k, v in workflow["env"].items()})
+    env.update(MIN_SCORE="50", ATTNSPEC_ARGS=f"--no-builtin --spec {TEST_SPEC}", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    proc = subprocess.run([BASH, "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "::error file=submissions/alice/manual_attention.py::" in proc.stdout
+    assert "bob" not in "".join(line for line in proc.stdout.splitlines() if line.startswith("::error"))
+
+    reports = {p.name: ET.parse(p).getroot() for p in (tmp_path / "reports").glob("*.xml")}
+    assert sorted(reports) == ["submissions__alice__manual_attention.py.xml", "submissions__bob__manual_attention.py.xml"]
+
+    def failures(root: ET.Element) -> int:
+        suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+        return sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+
+    assert failures(reports["submissions__bob__manual_attention.py.xml"]) == 0
+    assert failures(reports["submissions__alice__manual_attention.py.xml"]) > 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| submissions/alice/manual_attention.py | **below 50%**" in summary
+    assert "| submissions/bob/manual_attention.py | at least 50% |" in summary
