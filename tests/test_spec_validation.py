@@ -1,0 +1,154 @@
+"""The spec validator: every problem of a malformed case as file:line:column: message, all in
+one run; the shipped spec clean, large enough, and covering every property per exercise."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnspec.errors import SpecError
+from attnspec.loader import check_spec, load_spec, summarize
+from attnspec.properties import PROPERTIES
+
+BROKEN = Path(__file__).parent / "specs" / "broken"
+EXPECT = re.compile(r"^# expect: (\d+):(\d+): (.*)$")
+
+
+def expectations(path: Path) -> list[tuple[int, int, str]]:
+    """The problems a fixture documents in its own header: '# expect: LINE:COL: message'."""
+    out = []
+    for line in path.read_text().splitlines():
+        m = EXPECT.match(line)
+        if m:
+            out.append((int(m.group(1)), int(m.group(2)), m.group(3)))
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(BROKEN.glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_broken_spec_reports_exactly_its_documented_problems(path):
+    spec, problems = check_spec([str(path)], builtin=False)
+    assert spec is None
+    shown = f"tests/specs/broken/{path.name}"  # how the fixture names itself in messages
+    got = sorted((p.line, p.column, p.message.replace(str(path), shown)) for p in problems)
+    assert got == sorted(expectations(path))
+    assert all(p.path == str(path) for p in problems)
+
+
+def test_fixtures_document_problems():
+    assert all(expectations(p) for p in BROKEN.glob("*.yaml"))
+
+
+def test_all_problems_of_all_files_come_in_one_run():
+    files = sorted(BROKEN.glob("*.yaml"))
+    _, problems = check_spec([str(BROKEN)], builtin=False)
+    assert len(problems) == sum(len(expectations(p)) for p in files)
+    assert {p.path for p in problems} == {str(p) for p in files}
+
+
+def test_load_spec_raises_one_error_listing_every_problem():
+    with pytest.raises(SpecError) as info:
+        load_spec([str(BROKEN / "tolerances.yaml")], builtin=False)
+    text = str(info.value)
+    assert text.startswith("5 problems in the spec:")
+    assert "tolerances.yaml:24:13: case 'ma.negative_points': points=-1 must be >= 0" in text
+
+
+def test_a_missing_spec_folder_is_reported():
+    _, problems = check_spec(["no/such/folder"], builtin=False)
+    assert [str(p) for p in problems] == ["no/such/folder:1:1: no such spec file or folder"]
+
+
+def test_a_case_id_may_not_repeat_across_files(tmp_path):
+    shipped = load_spec()
+    copy = tmp_path / "course.yaml"
+    copy.write_text(
+        "spec_version: 1\nexercise: manual_attention\n"
+        "defaults: {tolerances: {float64: {atol: 1.0e-9, rtol: 1.0e-7}}}\n"
+        "cases:\n"
+        f"  - id: {shipped.cases[0].id}\n"
+        "    title: same id as a shipped case\n"
+        "    property: output_shape\n"
+        "    inputs: {shapes: {batch: 2, n_heads: 3, seq_q: 5, seq_k: 7, d_head: 4, d_v: 6}}\n"
+    )
+    _, problems = check_spec([str(copy)])
+    assert len(problems) == 1
+    assert problems[0].line == 5
+    assert "duplicate case id (first defined at attnspec:spec/" in problems[0].message
+
+
+def test_the_shipped_spec_is_clean_and_big_enough():
+    spec = load_spec()
+    assert len(spec.cases) >= 60
+    assert {f.spec_version for f in spec.files} == {1}
+    assert len({c.id for c in spec.cases}) == len(spec.cases)
+
+
+def test_every_property_has_a_case_for_every_exercise_it_applies_to():
+    table = summarize(load_spec())
+    missing = [(name, ex) for name, info in PROPERTIES.items() for ex in info.exercises if not table[ex].get(name)]
+    assert missing == []
+
+
+def test_the_shipped_spec_has_hidden_cases_and_designed_inputs():
+    spec = load_spec()
+    assert sum(c.hidden for c in spec.cases) >= 3
+    ma = [c for c in spec.cases if c.exercise == "manual_attention" and c.inputs]
+    assert any(c.inputs.poison for c in ma)
+    assert any(c.inputs.score_scale and c.inputs.score_scale >= 1000 for c in spec.cases if c.inputs)
+    assert any("float16" in c.dtypes and "bfloat16" in c.dtypes for c in spec.cases)
+    assert any(c.property == "literal_values" and c.exercise == "multi_head_attention" for c in spec.cases)
+
+
+def test_generated_shapes_do_not_hide_bugs():
+    """seq_q, seq_k, d_head, d_v distinct (MA); seq, n_heads, d_head distinct (MHA, block)."""
+    for case in load_spec().cases:
+        spec = case.inputs
+        if spec is None or spec.is_literal or spec.is_drawn or case.allow_degenerate_shapes:
+            continue
+        dims = {**spec.shapes, **PROPERTIES[case.property].fixed_dims}
+        assert dims["batch"] >= 2, case.id
+        if case.exercise == "manual_attention":
+            sizes = [dims["seq_q"], dims["d_head"], dims["d_v"]] + ([] if spec.mask.startswith("causal") else [dims["seq_k"]])
+            assert len(set(sizes)) == len(sizes), case.id
+            assert dims["n_heads"] >= 2, case.id
+        else:
+            d_head = dims["d_model"] // dims["n_heads"]
+            sizes = [dims["seq"], d_head] + ([dims["n_heads"]] if dims["n_heads"] > 1 else [])
+            assert len(set(sizes)) == len(sizes), case.id
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "attnspec", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_validate_clean_prints_a_summary_and_counts():
+    proc = run_cli("spec", "validate")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert re.match(r"spec OK: \d+ cases in 3 files \(manual_attention \d+, multi_head_attention \d+, transformer_block \d+\)", first)
+    assert "scale_discrimination" in proc.stdout and "gradients_match" in proc.stdout
+
+
+def test_cli_validate_broken_lists_problems_and_exits_1():
+    proc = run_cli("spec", "validate", "--no-builtin", str(BROKEN))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    total = sum(len(expectations(p)) for p in BROKEN.glob("*.yaml"))
+    assert lines[-1] == f"{total} problems in {len(list(BROKEN.glob('*.yaml')))} files"
+    assert all(re.match(r"^\S+\.yaml:\d+:\d+: ", line) for line in lines[:-1])
+    assert proc.stderr == ""
+
+
+def test_cli_grade_with_a_broken_spec_still_writes_a_report_and_exits_2(tmp_path):
+    out = tmp_path / "results.json"
+    proc = run_cli("grade", "examples/correct_numpy.py", "--spec", str(BROKEN / "version.yaml"), "--format", "gradescope", "--output", str(out))
+    assert proc.returncode == 2
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["score"] == 0
+    assert "spec_version 7 is not supported" in report["output"]
