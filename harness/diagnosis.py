@@ -91,6 +91,10 @@ def _reproduces(m: Misconception, failing: list, passing: list) -> dict[str, Any
 def _consistent(fn: Callable[..., Any], obs: Any, tol: Any) -> float | None:
     """None if `fn` does not behave like the learner's call; -1 if both raised; else the max difference."""
     args = obs.inputs.positional() if isinstance(obs.inputs, Inputs) else list(obs.inputs)
+    if obs.dtype in NUMPY_DTYPES:
+        # Run the mistake in the learner's dtype: overflow (exp without the max shift) and
+        # rounding happen at float32's limits, not float64's.
+        args = [_cast(a, obs.dtype) for a in args]
     try:
         with np.errstate(all="ignore"):
             alt = np.asarray(fn(*args), dtype=np.float64)
@@ -113,6 +117,17 @@ def _consistent(fn: Callable[..., Any], obs: Any, tol: Any) -> float | None:
     if not np.all(diff <= allowed):
         return None
     return float(diff.max()) if diff.size else 0.0
+
+
+NUMPY_DTYPES = ("float32", "float16")
+
+
+def _cast(value: Any, dtype: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.astype(dtype)
+    if isinstance(value, dict):
+        return {k: _cast(v, dtype) for k, v in value.items()}
+    return value
 
 
 def _square_only(result: Any, backend: str, failing: list, passing: list) -> dict[str, Any] | None:

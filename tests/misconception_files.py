@@ -1,0 +1,114 @@
+"""Write a learner-style submission file that makes one catalogued mistake.
+
+The file must not import attnspec (submissions may not), so it carries its own copy of the
+knob-driven computation (`reference/variants.py`, made standalone) and then defines the
+contract functions the way a learner with that misconception would.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from attnspec.misconceptions import Misconception
+from attnspec.reference import variants
+
+_STANDALONE = (
+    Path(variants.__file__)
+    .read_text()
+    .replace("from . import numpy_ref\n", "")
+    .replace("numpy_ref.LAYER_NORM_EPS", "1e-5")
+)
+
+_CORRECT = {
+    "manual_attention": "def manual_attention(Q, K, V, mask=None):\n    return attention(Q, K, V, mask)\n",
+    "multi_head_attention": "def multi_head_attention(x, W_Q, W_K, W_V, W_O, n_heads, mask=None):\n    return _variant_mha(x, W_Q, W_K, W_V, W_O, n_heads, mask)\n",
+    "transformer_block": "def transformer_block(x, params, n_heads, mask=None):\n    return _variant_block(x, params, n_heads, mask)\n",
+    "causal_mask": "def causal_mask(seq_len):\n    return _variant_causal_mask(seq_len)\n",
+}
+
+_SIGNATURES = {
+    "manual_attention": ("Q, K, V, mask=None", "Q, K, V, mask"),
+    "multi_head_attention": ("x, W_Q, W_K, W_V, W_O, n_heads, mask=None", "x, W_Q, W_K, W_V, W_O, n_heads, mask"),
+    "transformer_block": ("x, params, n_heads, mask=None", "x, params, n_heads, mask"),
+}
+_IMPL = {"manual_attention": "attention", "multi_head_attention": "_variant_mha", "transformer_block": "_variant_block"}
+
+# Structural mistakes, as a learner would write them (one template per kind; {sig}, {args},
+# {impl}, {first} are filled in per exercise).
+_STRUCTURAL = {
+    "batch_one_only": """
+        def {name}({sig}):
+            args = [{args}]
+            B = args[0].shape[0]
+            args[0] = args[0][:1]
+            if {is_ma}:
+                args[1], args[2] = args[1][:1], args[2][:1]
+                if mask is not None and mask.ndim == 4:
+                    args[3] = mask[:1]
+            one = {impl}(*args)
+            if type(one).__module__.startswith("torch"):
+                return one.expand(B, *one.shape[1:]).clone()
+            return np.repeat(one, B, axis=0)
+        """,
+    "modifies_inputs": """
+        def {name}({sig}):
+            out = {impl}({args})
+            if type({first}).__module__.startswith("torch"):
+                {first}.mul_(2.0)
+            else:
+                {first} *= 2.0
+            return out
+        """,
+    "wrong_dtype": """
+        def {name}({sig}):
+            out = {impl}({args})
+            return out.double() if type(out).__module__.startswith("torch") else out.astype(np.float64)
+        """,
+    "wrong_array_type": """
+        def {name}({sig}):
+            out = {impl}({args})
+            return out.detach().numpy() if type(out).__module__.startswith("torch") else out.tolist()
+        """,
+    "numpy_roundtrip": """
+        def {name}({sig}):
+            def plain(a):
+                if isinstance(a, dict):
+                    return {{k: plain(v) for k, v in a.items()}}
+                return a.detach().numpy() if type(a).__module__.startswith("torch") else a
+            out = {impl}(*[plain(a) for a in [{args}]])
+            return torch.tensor(out, dtype={first}.dtype)
+        """,
+    "data_write": """
+        def manual_attention(Q, K, V, mask=None):
+            scores = Q @ K.transpose(-2, -1)
+            scores.data = scores.data / math.sqrt(Q.shape[-1])
+            if mask is not None:
+                scores = scores + mask
+            return torch.softmax(scores, dim=-1) @ V
+        """,
+}
+
+
+def learner_source(m: Misconception, backend: str) -> str:
+    """A complete submission with mistake `m`; the other functions are correct."""
+    head = "import math\nimport numpy as np\n" + ("import torch\n" if backend == "torch" else "")
+    parts = [
+        head,
+        _STANDALONE,
+        "_variant_mha = multi_head_attention\n_variant_block = transformer_block\n_variant_causal_mask = causal_mask\n",
+    ]
+    functions = dict(_CORRECT)
+    kind = m.id.split(".", 1)[1]
+    if m.function == "causal_mask":
+        functions["causal_mask"] = f"def causal_mask(seq_len):\n    return _variant_causal_mask(seq_len, **{m.knobs!r})\n"
+    elif kind in _STRUCTURAL:
+        sig, args = _SIGNATURES[m.exercise]
+        functions[m.exercise] = textwrap.dedent(_STRUCTURAL[kind]).format(
+            name=m.exercise, sig=sig, args=args, impl=_IMPL[m.exercise], first=args.split(",")[0], is_ma=m.exercise == "manual_attention"
+        )
+    else:
+        sig, args = _SIGNATURES[m.exercise]
+        functions[m.exercise] = f"def {m.exercise}({sig}):\n    return {_IMPL[m.exercise]}({args}, **{m.knobs!r})\n"
+    parts.extend(functions.values())
+    return "\n\n".join(parts)
