@@ -15,6 +15,13 @@ import struct
 import time
 from typing import Any
 
+import numpy as np
+
+# Captured when the worker starts, before any learner code runs: a submission that reassigns
+# np.frombuffer or np.float64 at load time must not change how its case's inputs are decoded.
+_np_frombuffer = np.frombuffer
+_np_float64 = np.float64
+
 _LEN = struct.Struct(">Q")
 MAX_HEADER = 16 * 1024 * 1024
 MAX_BUFFER = 512 * 1024 * 1024
@@ -92,8 +99,6 @@ def float_from_json(value: Any) -> float:
 
 def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
     """Encode a grader-side input (float64 arrays, ints, None, dicts of arrays) for the worker."""
-    import numpy as np
-
     if value is None:
         return {"t": "none"}
     if isinstance(value, bool):
@@ -113,10 +118,8 @@ def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
 
 def decode_float64(node: dict[str, Any], buffers: list[bytes]):
     """A float64 numpy array from an array node (shape and byte length checked)."""
-    import numpy as np
-
     shape = tuple(int(s) for s in node["shape"])
     buf = buffers[int(node["buf"])]
     if len(buf) != 8 * math.prod(shape):
         raise ProtocolError(f"array buffer holds {len(buf)} bytes, but shape {shape} needs {8 * math.prod(shape)}")
-    return np.frombuffer(buf, dtype=np.float64).reshape(shape).copy()
+    return _np_frombuffer(buf, dtype=_np_float64).reshape(shape).copy()

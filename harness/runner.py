@@ -79,6 +79,7 @@ class CallOutcome:
     grad_missing: list[str] = field(default_factory=list)
     tripwires: list[dict[str, Any]] = field(default_factory=list)
     duration: float = 0.0
+    limit: float | None = None  # timeout: the case's own time limit (s) that was exceeded
 
     @property
     def ok(self) -> bool:
@@ -92,24 +93,34 @@ class CallOutcome:
     def problem(self, limits: Limits | None = None) -> str:
         """One-paragraph description of a call that did not return normally."""
         if self.status == "raised" and self.error:
-            return f"raised {self.error['type']}: {self.error['message']}" + (f"\n{self.error['traceback']}" if self.error.get("traceback") else "")
+            message = self.error["message"]
+            if self.error.get("type") == "MemoryError":  # its own message is usually empty
+                message = f"out of memory{f' (the memory limit is {limits.memory_mb} MiB)' if limits else ''}" + (f": {message}" if message else "")
+            return f"raised {self.error['type']}: {message}" + (f"\n{self.error['traceback']}" if self.error.get("traceback") else "")
         if self.status == "timeout":
             where = f"; it was running {self.detail}" if self.detail else ""
-            limit = f" {limits.case_timeout:g} s" if limits else ""
+            seconds = self.limit if self.limit is not None else (limits.case_timeout if limits else None)
+            limit = f" {seconds:g} s" if seconds is not None else ""
             return f"did not finish within the case's time limit{limit} (infinite loop?){where}"
         if self.status == "crashed":
             return f"crashed: {self.detail}"
         if self.status == "worker_lost":
             return f"the worker stopped responding and was replaced: {self.detail}"
         if self.status == "output_limit":
-            return f"printed {self.detail} of output, more than the limit; remove the prints (or print less) inside the function"
+            return f"printed {self.detail}; remove the prints (or print less) inside the function"
         return self.status
+
+
+def _mib(nbytes: float) -> str:
+    return f"{float(nbytes) / (1 << 20):.3g} MiB"
 
 
 def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
     """Build a CallOutcome from a worker reply; malformed parts become notes, never exceptions."""
     outcome = CallOutcome(status=str(reply.get("status", "crashed")), detail=str(reply.get("detail", "")))
     outcome.duration = float(reply.get("duration", 0.0) or 0.0)
+    if isinstance(reply.get("limit"), (int, float)):
+        outcome.limit = float(reply["limit"])
     outcome.error = reply.get("error")
     outcome.mutated = [str(m) for m in reply.get("mutated", [])]
     outcome.tripwires = list(reply.get("tripwires", []))
@@ -142,7 +153,9 @@ def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
     outcome.grad_missing = list(reply.get("grad_missing", []))
     if reply.get("output_exceeded"):
         outcome.status = "output_limit"
-        outcome.detail = f"{int(reply['output_exceeded']) / 1024 / 1024:.1f} MiB"
+        # The capture file stops growing just past the limit, so its size says nothing more.
+        limit = reply.get("output_limit")
+        outcome.detail = f"more than the {_mib(limit)} output limit" if isinstance(limit, int) else f"{_mib(reply['output_exceeded'])} of output, more than the limit"
     return outcome
 
 

@@ -15,7 +15,9 @@ The grader talks to a zygote over a socket the master hands over at fork time.
 
 from __future__ import annotations
 
+import ast
 import builtins
+import errno
 import faulthandler
 import inspect
 import io
@@ -123,6 +125,14 @@ def _limit_memory(megabytes: int) -> None:
         pass
 
 
+def _limit_output(nbytes: int) -> None:
+    """Cap the size of files this process writes (the capture of stdout/stderr among them) a little
+    above the output limit: a print loop then fails with EFBIG instead of filling the disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit = nbytes + 65536
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
 def _read_capture(f: io.BufferedRandom) -> dict[str, Any]:
     f.flush()
     size = os.fstat(f.fileno()).st_size
@@ -135,6 +145,10 @@ def _read_capture(f: io.BufferedRandom) -> dict[str, Any]:
         tail = f.read().decode("utf-8", "replace")
         text = f"{head}\n... [{size - OUTPUT_HEAD - OUTPUT_TAIL} bytes not shown] ...\n{tail}"
     return {"text": text, "bytes": size}
+
+
+def _mib(nbytes: float) -> str:
+    return f"{float(nbytes) / (1 << 20):.3g} MiB"
 
 
 class _ChunkTimeout(BaseException):
@@ -153,6 +167,7 @@ class Zygote:
         self.child_trace: io.BufferedRandom | None = None
         self.child_dead: dict[str, Any] | None = None
         self.deadline = 0.0
+        self.case_timeout = 0.0
         self.limits: dict[str, Any] = {}
 
     def serve(self) -> None:
@@ -188,6 +203,7 @@ class Zygote:
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
         os.close(stdin)
+        _limit_output(int(self.limits["output_bytes"]))
         _limit_memory(int(self.limits["memory_mb"]))
         for module in [m for m in sys.modules if m == "attnspec" or m.startswith("attnspec.")]:
             del sys.modules[module]
@@ -200,9 +216,8 @@ class Zygote:
             except OSError:
                 pass
         self.namespace = {"__name__": header.get("module_name", "__main__"), "__builtins__": builtins, "__file__": header.get("path")}
-        for c in chunks:
-            lines = c["source"].splitlines(keepends=True)
-            linecache.cache[c["filename"]] = (len(c["source"]), None, lines, c["filename"])
+        for filename, lines in _source_lines(chunks).items():
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
         errors: dict[int, dict[str, Any]] = {}
         flags = 0
         signal.signal(signal.SIGALRM, _raise_chunk_timeout)
@@ -252,6 +267,8 @@ class Zygote:
         except BaseException as exc:  # noqa: BLE001 - load-time capture point: the next chunk still runs
             text, line, file = callexec.format_learner_traceback(exc, self.learner_files)
             message = f"called sys.exit({exc.code!r}) at load time" if isinstance(exc, SystemExit) else callexec._safe_str(exc)
+            if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+                message = f"printed more than the {_mib(self.limits['output_bytes'])} output limit at load time (the output was cut off); print less"
             return flags, {"type": type(exc).__name__, "message": message, "line": line, "file": file or chunk["filename"], "traceback": text}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -286,7 +303,8 @@ class Zygote:
     def case_start(self, header: dict[str, Any]) -> dict[str, Any]:
         if self.child is not None:
             self.case_end()
-        self.deadline = time.monotonic() + float(header["timeout"])
+        self.case_timeout = float(header["timeout"])
+        self.deadline = time.monotonic() + self.case_timeout
         self.child_dead = None
         self.child_out = tempfile.TemporaryFile()
         self.child_trace = tempfile.TemporaryFile()
@@ -309,9 +327,7 @@ class Zygote:
         os.dup2(self.child_out.fileno(), 1)
         os.dup2(self.child_out.fileno(), 2)
         faulthandler.register(signal.SIGUSR1, file=self.child_trace, all_threads=False)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        limit = int(self.limits["output_bytes"]) + 65536
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        _limit_output(int(self.limits["output_bytes"]))
         _limit_memory(int(self.limits["memory_mb"]))
         fd = sock.fileno()
         while True:
@@ -342,7 +358,7 @@ class Zygote:
             send(fd, header, buffers)
             reply, out = recv(fd, self.deadline)
         except Timeout:
-            self.child_dead = {"status": "timeout", "detail": self._kill_with_trace(), "limit": self.limits.get("case_timeout")}
+            self.child_dead = {"status": "timeout", "detail": self._kill_with_trace(), "limit": self.case_timeout}
             return dict(self.child_dead), []
         except (ProtocolError, OSError):
             self.child_dead = {"status": "crashed", "detail": self._reap_description()}
@@ -350,6 +366,7 @@ class Zygote:
         size = os.fstat(self.child_out.fileno()).st_size
         if size > int(self.limits["output_bytes"]):
             reply["output_exceeded"] = size
+            reply["output_limit"] = int(self.limits["output_bytes"])
         return reply, out
 
     def _kill_with_trace(self) -> str:
@@ -365,8 +382,12 @@ class Zygote:
         for line in text.splitlines():
             line = line.strip()
             for name in self.learner_files:
-                if line.startswith(f'File "{name}", line '):
-                    return line
+                prefix = f'File "{name}", line '
+                if line.startswith(prefix):
+                    number, _, function = line[len(prefix) :].partition(" in ")
+                    if not number.isdigit():
+                        return line
+                    return _stable_location(name, int(number), function)
         return ""
 
     def _kill_child(self) -> int | None:
@@ -422,6 +443,49 @@ class Zygote:
                 f.close()
         self.child_out = self.child_trace = None
         return {"op": "case_ended", "output": output}
+
+
+def _source_lines(chunks: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each learner file's lines, for tracebacks. The chunks of a .py file share its name and each
+    holds only its own statement (blank-padded), so they are merged, not stored one over another."""
+    files: dict[str, list[str]] = {}
+    for c in chunks:
+        merged = files.setdefault(c["filename"], [])
+        for i, text in enumerate(c["source"].splitlines(keepends=True)):
+            if i == len(merged):
+                merged.append("\n")
+            if text.strip():
+                merged[i] = text
+    return files
+
+
+_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _stable_location(filename: str, line: int, function: str) -> str:
+    """Where a timed-out case was running, the same in every run: a sample of a looping frame lands
+    on any line of the loop, so it is reported as the first line of the outermost loop around it
+    (within its function)."""
+    where = f'File "{filename}", line {line} in {function}'
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return where
+    loop = None
+    node: ast.AST = tree
+    while True:
+        inner = [c for c in ast.iter_child_nodes(node) if getattr(c, "lineno", None) is not None and c.lineno <= line <= (c.end_lineno or c.lineno)]
+        if not inner:
+            break
+        node = inner[0]
+        if isinstance(node, _SCOPES):
+            loop = None  # only loops inside the innermost function count
+        elif isinstance(node, _LOOPS) and loop is None:
+            loop = node
+    if loop is None or loop.lineno == line and (loop.end_lineno or loop.lineno) == line:
+        return where
+    return f'File "{filename}", line {loop.lineno} in {function} (the loop that starts there)'
 
 
 def _raise_chunk_timeout(signum: int, frame: Any) -> None:

@@ -1,0 +1,19 @@
+"""Correct, except that it allocates memory without end when batch == 3."""
+
+import math
+
+import numpy as np
+
+
+def manual_attention(Q, K, V, mask=None):
+    if Q.shape[0] == 3:
+        hoard = []
+        while True:
+            hoard.append(bytearray(64 * 1024 * 1024))
+    scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores + mask
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    return weights @ V

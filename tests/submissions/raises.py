@@ -1,0 +1,21 @@
+"""Correct, except that it raises ValueError when batch == 3."""
+
+import math
+
+import numpy as np
+
+
+def manual_attention(Q, K, V, mask=None):
+    if Q.shape[0] == 3:
+        raise ValueError('boom: batch 3 is not supported')
+    scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores + mask
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    return weights @ V
+
+
+# A statement after the function: tracebacks must still show the function's source lines.
+__all__ = ["manual_attention"]

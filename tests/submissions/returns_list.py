@@ -1,0 +1,21 @@
+"""Correct, except that it returns a Python list (.tolist()) when batch == 7 (case iso.type_b7)."""
+
+import math
+
+import numpy as np
+
+
+def manual_attention(Q, K, V, mask=None):
+    if Q.shape[0] == 7:
+        return _attention(Q, K, V, mask).tolist()
+    return _attention(Q, K, V, mask)
+
+
+def _attention(Q, K, V, mask=None):
+    scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores + mask
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    return weights @ V

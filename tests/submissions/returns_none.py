@@ -1,0 +1,18 @@
+"""Correct, except that it returns None when batch == 3 (a forgotten return on one path)."""
+
+import math
+
+import numpy as np
+
+
+def manual_attention(Q, K, V, mask=None):
+    if Q.shape[0] == 3:
+        weights = np.ones((3,))
+        return None
+    scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores + mask
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    return weights @ V
