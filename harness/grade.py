@@ -8,8 +8,10 @@ cases, runs diagnosis on the failures and checks the implementation rules. It pr
 from __future__ import annotations
 
 import importlib.util
+import queue
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
@@ -45,6 +47,7 @@ class GradeOptions:
     case_ids: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     repro_args: tuple[str, ...] = ()  # extra CLI args (e.g. --spec DIR) to put in repro commands
+    workers: int = 2  # zygotes per submission: cases run in parallel, one child process each
 
 
 @dataclass
@@ -94,9 +97,13 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     pool = pool or WorkerPool()
     if "torch" in candidates:
         pool.preload(["torch"])
-    session = WorkerSession(pool, submission.load_request(), options.limits)
+    sessions = [WorkerSession(pool, submission.load_request(), options.limits) for _ in range(max(1, options.workers))]
+    session = sessions[0]
     try:
         load = session.start()
+        if load.ok:
+            for extra in sessions[1:]:
+                extra.start()
         if "torch" in candidates and pool.wait_preloaded().get("torch"):
             raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
         result.load = _load_info(submission, load)
@@ -105,10 +112,11 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             result.options["exercises"] = list(scope)
         deadline = start + options.limits.submission_timeout
         for exercise in scope:
-            run = _grade_exercise(exercise, spec, options, submission, static, load, session, candidates, deadline)
+            run = _grade_exercise(exercise, spec, options, submission, static, load, sessions, candidates, deadline)
             result.exercises.append(run.result)
     finally:
-        session.close()
+        for each in sessions:
+            each.close()
         if own_pool:
             pool.close()
     _finish(result, spec, options, scope, start)
@@ -196,7 +204,7 @@ def _grade_exercise(
     submission: Submission,
     static: StaticReport,
     load: LoadReport,
-    session: WorkerSession,
+    sessions: list[WorkerSession],
     candidates: list[str],
     deadline: float,
 ) -> ExerciseRun:
@@ -227,7 +235,7 @@ def _grade_exercise(
     if fn_static is not None and fn_static.is_stub:
         result.status, result.message = "not_implemented", f"{exercise} is not implemented yet (it is still the starter stub)"
         return run
-    backends, notes, not_implemented = _probe_backends(exercise, candidates, session, fn_static)
+    backends, notes, not_implemented = _probe_backends(exercise, candidates, sessions[0], fn_static)
     if not_implemented:
         result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError{notes[0]}"
         return run
@@ -239,8 +247,25 @@ def _grade_exercise(
         only = sorted({b for c in skipped for b in c.backends})
         result.backend_notes.append(f"{len(skipped)} case(s) apply only to {', '.join(only)} and were not run for this submission")
         result.max_score -= sum(c.points for c in skipped)
-    for case in applicable:
-        result.cases.append(_run_case(case, backends, options, submission, session, run, deadline, forbidden))
+    idle: queue.Queue[WorkerSession] = queue.Queue()
+    for each in sessions:
+        idle.put(each)
+
+    def one_case(case: Case) -> tuple[CaseResult, ExerciseRun]:
+        session = idle.get()
+        try:
+            part = ExerciseRun(result)
+            return _run_case(case, backends, options, submission, session, part, deadline, forbidden), part
+        finally:
+            idle.put(session)
+
+    with ThreadPoolExecutor(max_workers=len(sessions)) as executor:
+        finished = list(executor.map(one_case, applicable))
+    for case_result, part in finished:  # merged in spec order, so reports do not depend on timing
+        result.cases.append(case_result)
+        run.evidence.extend(part.evidence)
+        run.passed_evidence.extend(part.passed_evidence)
+        run.tripwires.extend(t for t in part.tripwires if t not in run.tripwires)
     if rules is not None and _rules_selected(rules, options):
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)
@@ -320,9 +345,9 @@ def _run_case(
     )
     start = time.monotonic()
     outputs: list[str] = []
+    # One child process per case, shared by its backends and dtypes; a fresh one after a crash.
+    cs: CaseSession | None = None
     for backend in [b for b in backends if b in case.backends]:
-        # One child process per (case, backend), shared by the case's dtypes; a fresh one after a crash.
-        cs: CaseSession | None = None
         for dtype in case.dtypes:
             if time.monotonic() > deadline:
                 inst = InstanceResult(backend, dtype, "error", f"not run: the submission's total time limit ({options.limits.submission_timeout:g} s) was reached")
@@ -336,8 +361,8 @@ def _run_case(
             if hidden:
                 _redact(inst)
             result.instances.append(inst)
-        if cs is not None:
-            outputs.append(_close_case(cs))
+    if cs is not None:
+        outputs.append(_close_case(cs))
     result.output = "\n".join(o for o in outputs if o)[:8000]
     result.duration = round(time.monotonic() - start, 4)
     score_case(result)

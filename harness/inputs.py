@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -397,7 +397,11 @@ def shape_problems(exercise: str, spec: InputSpec, *, fixed: dict[str, int], deg
             problems.append((("shapes",), "no n_heads in range divides any d_model in range"))
     if spec.mask in PADDING_MASKS and lo.get("seq_k", lo.get("seq", 2)) < 2:
         problems.append((("shapes",), "a padding mask needs at least 2 keys"))
-    if problems or degenerate_ok or spec.is_drawn:
+    if spec.is_drawn:
+        if not problems and not drawable(exercise, spec, fixed):
+            problems.append((("shapes",), "no shapes in these ranges avoid hiding bugs (batch and n_heads >= 2, at least 2 tokens, distinct sizes); widen the ranges"))
+        return problems
+    if problems or degenerate_ok:
         return problems
     hidden = degenerate_reasons(exercise, {k: int(v) for k, v in shapes.items()}, spec.mask, fixed)
     if hidden:
@@ -445,44 +449,63 @@ def degenerate_reasons(exercise: str, dims: dict[str, int], mask: str, fixed: di
 # ---------------------------------------------------------------- drawn shapes (hypothesis)
 
 
-def shapes_strategy(exercise: str, spec: InputSpec, fixed: dict[str, int]):
-    """Hypothesis strategy of (dims, seed): ranges drawn, fixed sizes kept, degenerate draws rejected."""
-    from hypothesis import strategies as st
-
+def _draw_dims(exercise: str, spec: InputSpec, fixed: dict[str, int], choose: Callable[[str, list[int]], int]) -> dict[str, int]:
+    """Sizes that satisfy the no-hidden-bugs rules by construction (batch and n_heads >= 2, several
+    tokens, distinct sizes); `choose(name, choices)` picks one of the allowed values."""
     shapes = {**spec.shapes, **fixed}
 
-    def dim(name: str):
+    def bounds(name: str, floor: int = 1) -> tuple[int, int]:
         v = shapes[name]
-        return st.integers(int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else st.just(int(v))
+        lo, hi = (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+        return (max(lo, floor), hi) if hi >= floor and name not in fixed else (lo, hi)
+
+    def pick(name: str, avoid: set[int] = frozenset(), floor: int = 1) -> int:  # type: ignore[assignment]
+        lo, hi = bounds(name, floor)
+        return choose(name, [v for v in range(lo, hi + 1) if v not in avoid] or list(range(lo, hi + 1)))
+
+    dims: dict[str, int] = {}
+    if exercise == "manual_attention":
+        dims["batch"] = pick("batch", floor=2)
+        dims["n_heads"] = pick("n_heads", floor=2)
+        dims["seq_q"] = pick("seq_q", floor=2)
+        dims["seq_k"] = dims["seq_q"] if spec.mask in CAUSAL_MASKS else pick("seq_k", {dims["seq_q"]}, floor=2)
+        dims["d_head"] = pick("d_head", {dims["seq_q"], dims["seq_k"]})
+        dims["d_v"] = pick("d_v", {dims["seq_q"], dims["seq_k"], dims["d_head"]})
+        return dims
+    dims["batch"] = pick("batch", floor=2)
+    dims["seq"] = pick("seq", floor=2)
+    dims["n_heads"] = pick("n_heads", {dims["seq"]}, floor=2)
+    lo, hi = bounds("d_model")
+    n = dims["n_heads"]
+    heads = [d for d in range(max(1, -(-lo // n)), max(1, hi // n) + 1) if d not in (dims["seq"], n) and n * d != dims["seq"]]
+    dims["d_model"] = n * choose("d_head", heads or [max(1, -(-lo // n))])
+    if exercise == "transformer_block":
+        dims["d_ff"] = pick("d_ff", {dims["d_model"], dims["seq"]})
+    return dims
+
+
+def _acceptable(exercise: str, spec: InputSpec, fixed: dict[str, int], dims: dict[str, int]) -> bool:
+    if exercise != "manual_attention":
+        v = {**spec.shapes, **fixed}["d_model"]
+        lo, hi = (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, v)
+        if not lo <= dims["d_model"] <= hi:
+            return False
+    return not degenerate_reasons(exercise, dims, spec.mask, fixed)
+
+
+def shapes_strategy(exercise: str, spec: InputSpec, fixed: dict[str, int]):
+    """Hypothesis strategy of (dims, seed): ranges drawn, fixed sizes kept, built (not filtered) to
+    hide no bugs, so no example is wasted; sizes shrink towards the low end of their ranges."""
+    from hypothesis import strategies as st
 
     @st.composite
     def draw(data_draw):
-        dims: dict[str, int] = {}
-        if exercise == "manual_attention":
-            for name in ("batch", "n_heads", "seq_q", "seq_k", "d_head", "d_v"):
-                dims[name] = data_draw(dim(name), label=name)
-            if spec.mask in CAUSAL_MASKS:
-                dims["seq_k"] = dims["seq_q"]
-        else:
-            for name in ("batch", "seq", "n_heads"):
-                dims[name] = data_draw(dim(name), label=name)
-            lo, hi = (shapes["d_model"] if isinstance(shapes["d_model"], (list, tuple)) else (shapes["d_model"],) * 2)
-            n = dims["n_heads"]
-            d_head = data_draw(st.integers(max(1, -(-lo // n)), max(1, hi // n)), label="d_head")
-            dims["d_model"] = n * d_head
-            if exercise == "transformer_block":
-                dims["d_ff"] = data_draw(dim("d_ff"), label="d_ff")
-        seed = data_draw(st.integers(0, 2**31 - 1), label="seed")
-        return dims, seed
+        dims = _draw_dims(exercise, spec, fixed, lambda name, choices: data_draw(st.sampled_from(choices), label=name))
+        return dims, data_draw(st.integers(0, 2**31 - 1), label="seed")
 
-    def acceptable(drawn) -> bool:
-        dims, _ = drawn
-        if exercise != "manual_attention":
-            lo, hi = (shapes["d_model"] if isinstance(shapes["d_model"], (list, tuple)) else (shapes["d_model"],) * 2)
-            if not lo <= dims["d_model"] <= hi:
-                return False
-        if spec.mask in PADDING_MASKS and dims.get("seq_k", dims.get("seq")) < 2:
-            return False
-        return not degenerate_reasons(exercise, dims, spec.mask, fixed)
+    return draw().filter(lambda drawn: _acceptable(exercise, spec, fixed, drawn[0]))
 
-    return draw().filter(acceptable)
+
+def drawable(exercise: str, spec: InputSpec, fixed: dict[str, int]) -> bool:
+    """True if the ranges allow a draw that hides no bugs (the smallest one, as hypothesis would shrink to)."""
+    return _acceptable(exercise, spec, fixed, _draw_dims(exercise, spec, fixed, lambda name, choices: choices[0]))

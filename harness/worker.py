@@ -166,6 +166,9 @@ class Zygote:
         self.child_out: io.BufferedRandom | None = None
         self.child_trace: io.BufferedRandom | None = None
         self.child_dead: dict[str, Any] | None = None
+        self.spare: tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom] | None = None
+        self.killed: list[int] = []
+        self.finished: tuple[Any, Any, Any, Any] = (None, None, None, None)
         self.deadline = 0.0
         self.case_timeout = 0.0
         self.limits: dict[str, Any] = {}
@@ -179,6 +182,7 @@ class Zygote:
             op = header.get("op")
             if op == "load":
                 send(self.fd, self.load(header))
+                self._prepare_spare()
             elif op == "case_start":
                 send(self.fd, self.case_start(header))
             elif op == "call":
@@ -186,7 +190,9 @@ class Zygote:
                 send(self.fd, reply, out)
             elif op == "case_end":
                 send(self.fd, self.case_end())
+                self._after_case()
             elif op == "shutdown":
+                self._shutdown()
                 return
 
     # ---- load
@@ -303,11 +309,18 @@ class Zygote:
     def case_start(self, header: dict[str, Any]) -> dict[str, Any]:
         if self.child is not None:
             self.case_end()
+            self._after_case()
+        self._reap()
         self.case_timeout = float(header["timeout"])
-        self.deadline = time.monotonic() + self.case_timeout
         self.child_dead = None
-        self.child_out = tempfile.TemporaryFile()
-        self.child_trace = tempfile.TemporaryFile()
+        spare, self.spare = self.spare, None
+        self.child, self.child_sock, self.child_out, self.child_trace = spare or self._fork_child()
+        self.deadline = time.monotonic() + self.case_timeout
+        return {"op": "case_started", "pid": self.child}
+
+    def _fork_child(self) -> tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom]:
+        """A fresh case child, forked from the loaded submission, waiting for its first call."""
+        out, trace = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         parent_sock, child_sock = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -316,19 +329,46 @@ class Zygote:
             try:
                 parent_sock.close()
                 os.close(self.fd)
-                self._child_main(child_sock)
+                self._child_main(child_sock, out, trace)
             finally:
                 os._exit(70)
         child_sock.close()
-        self.child, self.child_sock = pid, parent_sock
-        return {"op": "case_started", "pid": pid}
+        return pid, parent_sock, out, trace
 
-    def _child_main(self, sock: socket.socket) -> None:
-        os.dup2(self.child_out.fileno(), 1)
-        os.dup2(self.child_out.fileno(), 2)
-        faulthandler.register(signal.SIGUSR1, file=self.child_trace, all_threads=False)
+    def _prepare_spare(self) -> None:
+        if self.spare is None and self.guard is not None:
+            self.spare = self._fork_child()
+
+    def _reap(self) -> None:
+        """Collect the exit status of children killed earlier (they were not waited for)."""
+        for pid in list(self.killed):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.killed.remove(pid)
+
+    def _shutdown(self) -> None:
+        for pid in [p for p in (self.child, self.spare[0] if self.spare else None) if p]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.killed.append(pid)
+        for pid in self.killed:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def _child_main(self, sock: socket.socket, out: io.BufferedRandom, trace: io.BufferedRandom) -> None:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        faulthandler.register(signal.SIGUSR1, file=trace, all_threads=False)
         _limit_output(int(self.limits["output_bytes"]))
         _limit_memory(int(self.limits["memory_mb"]))
+        callexec.warm_up()  # touch the pages a call writes to now, while the grader is busy elsewhere
         fd = sock.fileno()
         while True:
             try:
@@ -421,28 +461,27 @@ class Zygote:
         return f"the process exited with status {code} before returning (os._exit() or a crash in native code)"
 
     def case_end(self) -> dict[str, Any]:
-        if self.child is not None:
-            try:
-                send(self.child_sock.fileno(), {"op": "exit"})
-            except OSError:
-                pass
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:
-                pid, _ = os.waitpid(self.child, os.WNOHANG)
-                if pid:
-                    self.child = None
-                    break
-                time.sleep(0.002)
-            self._kill_child()
-        if self.child_sock is not None:
-            self.child_sock.close()
-            self.child_sock = None
+        """Reply with the case's printed output; the child is killed after the reply (`_after_case`)."""
         output = _read_capture(self.child_out) if self.child_out else {"text": "", "bytes": 0}
-        for f in (self.child_out, self.child_trace):
+        self.finished = (self.child, self.child_sock, self.child_out, self.child_trace)
+        self.child = self.child_sock = self.child_out = self.child_trace = None
+        return {"op": "case_ended", "output": output}
+
+    def _after_case(self) -> None:
+        """Kill the finished child (its output is complete: it flushes before each reply), reap it
+        later, and fork the next spare while the grader checks the results."""
+        pid, sock, out, trace = self.finished
+        self.finished = (None, None, None, None)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.killed.append(pid)
+        for f in (sock, out, trace):
             if f is not None:
                 f.close()
-        self.child_out = self.child_trace = None
-        return {"op": "case_ended", "output": output}
+        self._prepare_spare()
 
 
 def _source_lines(chunks: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -269,7 +269,8 @@ def test_internal_error_fails_the_case_with_the_reason(spec, pool, monkeypatch):
 
 
 def test_submission_time_limit_fails_the_cases_it_cuts_off(spec, pool):
-    result = grade(str(SUBMISSIONS / "hangs.py"), spec, _options(limits={"submission_timeout": 1.0}), pool)
+    # One worker, so the cases after the hanging one are exactly those the deadline cuts off.
+    result = grade(str(SUBMISSIONS / "hangs.py"), spec, _options(limits={"submission_timeout": 1.0}, workers=1), pool)
     cases = _cases(result)
     assert cases[B3].outcome == "error"
     cut = [c for c in result.cases if c.case_id not in (B3, RULES)]
