@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import queue
+import re
 import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -108,7 +109,7 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
         result.load = _load_info(submission, load)
         if not options.exercises:
-            scope = _defined_exercises(graded, load, static) or graded
+            scope = _defined_exercises(graded, load, static, submission) or graded
             result.options["exercises"] = list(scope)
         deadline = start + options.limits.submission_timeout
         for exercise in scope:
@@ -123,9 +124,11 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     return result
 
 
-def _defined_exercises(graded: tuple[str, ...], load: LoadReport, static: StaticReport) -> tuple[str, ...]:
-    """The exercises the file defines (when it defines none, every exercise is reported missing)."""
-    return tuple(e for e in graded if e in load.functions or e in static.functions)
+def _defined_exercises(graded: tuple[str, ...], load: LoadReport, static: StaticReport, submission: Submission) -> tuple[str, ...]:
+    """The exercises the file defines, or tried to (a def cut out for a syntax error counts, so
+    its report says why it is missing). When it defines none, every exercise is reported missing."""
+    attempted = {e for e in graded for p in submission.syntax_problems if re.search(rf"\bdef\s+{e}\s*\(", p.text)}
+    return tuple(e for e in graded if e in load.functions or e in static.functions or e in attempted)
 
 
 def _finish(result: GradeResult, spec: Spec, options: GradeOptions, scope: tuple[str, ...], start: float) -> None:
@@ -277,10 +280,11 @@ def _grade_exercise(
 def _missing_message(exercise: str, submission: Submission, static: StaticReport) -> str:
     message = f"{exercise} is not defined in {submission.display}; expected def {EXERCISES[exercise].signature}:"
     for p in submission.syntax_problems:
-        lines = "".join(c.source for c in submission.chunks)
-        if f"def {exercise}" not in lines:
-            message += f". A syntax error at {submission.where(p.filename, p.line)} ({p.message}) removed lines {p.removed[0]}-{p.removed[1]}, which may contain it"
-            break
+        if re.search(rf"\bdef\s+{exercise}\s*\(", p.text):
+            return (
+                f"{exercise} could not be graded: a syntax error at {submission.where(p.filename, p.line)} ({p.message}) is inside its definition "
+                f"(lines {p.removed[0]}-{p.removed[1]} were skipped); fix it and grade again"
+            )
     return message
 
 

@@ -41,6 +41,7 @@ class SyntaxProblem:
     message: str
     removed: tuple[int, int]
     cell: int | None = None
+    text: str = ""  # the lines that were cut out
 
 
 @dataclass
@@ -108,7 +109,7 @@ def split_python(text: str, filename: str, cell: int | None = None) -> tuple[lis
         except SyntaxError as exc:
             line = exc.lineno or 1
             start, end = _enclosing_block(lines, line)
-            problems.append(SyntaxProblem(filename, line, exc.msg, (start, end), cell))
+            problems.append(SyntaxProblem(filename, line, exc.msg, (start, end), cell, "".join(lines[start - 1 : end])))
             for i in range(start - 1, end):
                 lines[i] = "\n"
     else:
