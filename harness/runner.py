@@ -105,7 +105,7 @@ class CallOutcome:
         if self.status == "crashed":
             return f"crashed: {self.detail}"
         if self.status == "worker_lost":
-            return f"the worker stopped responding and was replaced: {self.detail}"
+            return f"ran in a worker process that stopped responding and was replaced: {self.detail}"
         if self.status == "output_limit":
             return f"printed {self.detail}; remove the prints (or print less) inside the function"
         return self.status

@@ -177,3 +177,10 @@ def make_mask(
     else:
         raise ValueError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
     return mask.astype(dtype)
+
+
+# Reference-vs-oracle tolerances per dtype (float64 tight, float32 looser).
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-5},
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-10},
+}

@@ -123,8 +123,8 @@ MISBEHAVIOURS = {
         B3: ("error", ["raised ImportError: submissions may not import attnspec (the grader's own package)", 'imports_attnspec.py", line 17']),
         RULES: ("failed", ["the submission imports attnspec (line 9)", "the submission imports attnspec (line 17)"]),
     },
-    "kills_worker.py": {B3: ("error", ["the worker stopped responding and was replaced: the submission's process died"])},
-    "freezes_worker.py": {B3: ("error", ["the worker stopped responding and was replaced: no answer 5 s after the case's deadline"])},
+    "kills_worker.py": {B3: ("error", ["ran in a worker process that stopped responding and was replaced: the submission's process died"])},
+    "freezes_worker.py": {B3: ("error", ["ran in a worker process that stopped responding and was replaced: no answer 5 s after the case's deadline"])},
     "closes_fds.py": {B3: ("error", ["crashed: the process exited with status 70 before returning"])},
 }
 

@@ -27,13 +27,10 @@ from strategies import (
     mha_arrays,
     mha_shapes,
     qkv_arrays,
+    TOLERANCES,
     seeds,
 )
 
-TOLERANCES = {
-    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-5},
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-10},
-}
 
 
 def assert_close(got: np.ndarray, expected: np.ndarray, dtype: np.dtype, call: str) -> None:

@@ -42,13 +42,10 @@ from strategies import (  # noqa: E402
     mha_arrays,
     mha_shapes,
     qkv_arrays,
+    TOLERANCES,
     seeds,
 )
 
-TOLERANCES = {
-    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-5},
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-10},
-}
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 

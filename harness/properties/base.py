@@ -122,6 +122,14 @@ class CaseContext:
             raise CaseAborted(outcome)
         return outcome
 
+    def call_ok(self, inputs: Inputs) -> tuple[CallOutcome, str]:
+        """Call the exercise function; a call that did not return (raised, crashed) fails as an error."""
+        outcome = self.call(inputs)
+        call = self.describe_call(inputs)
+        if not outcome.ok:
+            raise Failed(f"{self.exercise} {outcome.problem(self.limits)} [{call}]", kind="error")
+        return outcome, call
+
     def describe_call(self, inputs: Inputs | list[Any], function: str | None = None) -> str:
         function = function or self.case.exercise
         if isinstance(inputs, Inputs):

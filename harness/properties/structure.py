@@ -17,10 +17,7 @@ def check_output_shape(ctx: CaseContext, inputs: Inputs) -> None:
 
 
 def check_output_dtype(ctx: CaseContext, inputs: Inputs) -> None:
-    outcome = ctx.call(inputs)
-    call = ctx.describe_call(inputs)
-    if not outcome.ok:
-        raise Failed(f"{ctx.exercise} {outcome.problem(ctx.limits)} [{call}]", kind="error")
+    outcome, call = ctx.call_ok(inputs)
     out = outcome.output
     if out is None or out.dtype is None:
         raise Failed(f"out is {out.describe() if out else 'None'}, which has no dtype; it should be a {ctx.dtype} array [{call}]")
@@ -39,10 +36,7 @@ def check_output_dtype(ctx: CaseContext, inputs: Inputs) -> None:
 
 
 def check_output_array_type(ctx: CaseContext, inputs: Inputs) -> None:
-    outcome = ctx.call(inputs)
-    call = ctx.describe_call(inputs)
-    if not outcome.ok:
-        raise Failed(f"{ctx.exercise} {outcome.problem(ctx.limits)} [{call}]", kind="error")
+    outcome, call = ctx.call_ok(inputs)
     kind, name = EXPECTED_KIND[ctx.backend]
     out = outcome.output
     if out is None or out.kind != kind:
@@ -58,10 +52,7 @@ def check_output_array_type(ctx: CaseContext, inputs: Inputs) -> None:
 
 
 def check_inputs_unchanged(ctx: CaseContext, inputs: Inputs) -> None:
-    outcome = ctx.call(inputs)
-    call = ctx.describe_call(inputs)
-    if not outcome.ok:
-        raise Failed(f"{ctx.exercise} {outcome.problem(ctx.limits)} [{call}]", kind="error")
+    outcome, call = ctx.call_ok(inputs)
     if outcome.mutated:
         names = ", ".join(outcome.mutated)
         raise Failed(
