@@ -191,20 +191,30 @@ def _with_values(desc: dict[str, Any], arr: np.ndarray, buffers: list[bytes]) ->
 
 
 class Tripwires:
-    """Records calls to forbidden APIs made while learner code runs (sys.setprofile sees C calls too)."""
+    """Records calls to forbidden APIs made while learner code runs.
 
-    def __init__(self, apis: list[str], learner_files: set[str]):
+    Two nets: the forbidden objects are swapped for recording wrappers (on their module and in
+    the learner's globals), which also catches names built at run time; and sys.setprofile sees
+    calls through references the learner captured elsewhere. Both are undone on exit.
+    """
+
+    def __init__(self, apis: list[str], learner_files: set[str], namespace: dict[str, Any] | None = None):
         self.learner_files = learner_files
+        self.namespace = namespace
         self.builtins: dict[int, str] = {}
         self.codes: dict[Any, str] = {}
         self.hits: list[dict[str, Any]] = []
+        self.targets: list[tuple[str, Any, str, Any]] = []
+        self.undo: list[tuple[Any, str, Any]] = []
         for api in apis:
-            target = _resolve(api)
-            if target is None:
+            found = _resolve(api)
+            if found is None:
                 continue
+            owner, attr, target = found
+            self.targets.append((api, owner, attr, target))
             if isinstance(target, type):
-                for attr in ("__init__", "forward"):
-                    code = getattr(getattr(target, attr, None), "__code__", None)
+                for name in ("__init__", "forward"):
+                    code = getattr(getattr(target, name, None), "__code__", None)
                     if code is not None:
                         self.codes[code] = api
             elif hasattr(target, "__code__"):
@@ -219,39 +229,82 @@ class Tripwires:
             frame = frame.f_back
         return None
 
+    def record(self, api: str, frame: Any) -> None:
+        if len(self.hits) < 20:
+            where = self._learner_line(frame)
+            hit = {"api": api, "file": where[0] if where else None, "line": where[1] if where else None}
+            if hit not in self.hits:
+                self.hits.append(hit)
+
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
         api = None
         if event == "c_call":
             api = self.builtins.get(id(arg))
         elif event == "call":
             api = self.codes.get(frame.f_code)
-        if api is not None and len(self.hits) < 20:
-            where = self._learner_line(frame if event == "c_call" else frame.f_back)
-            hit = {"api": api, "file": where[0] if where else None, "line": where[1] if where else None}
-            if hit not in self.hits:
-                self.hits.append(hit)
+        if api is not None:
+            self.record(api, frame if event == "c_call" else frame.f_back)
+
+    def _wrapper(self, api: str, target: Any) -> Any:
+        tripwires = self
+        if isinstance(target, type):
+
+            class Tripped(target):  # type: ignore[valid-type, misc]
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    tripwires.record(api, sys._getframe(1))
+                    super().__init__(*args, **kwargs)
+
+            Tripped.__name__, Tripped.__qualname__ = target.__name__, target.__qualname__
+            return Tripped
+
+        def tripped(*args: Any, **kwargs: Any) -> Any:
+            tripwires.record(api, sys._getframe(1))
+            return target(*args, **kwargs)
+
+        tripped.__wrapped__ = target  # type: ignore[attr-defined]
+        return tripped
 
     def __enter__(self) -> "Tripwires":
+        for api, owner, attr, target in self.targets:
+            wrapper = self._wrapper(api, target)
+            try:
+                setattr(owner, attr, wrapper)
+                self.undo.append((owner, attr, target))
+            except (AttributeError, TypeError):
+                pass
+            if self.namespace is not None:
+                for name, value in list(self.namespace.items()):
+                    if value is target:
+                        self.namespace[name] = wrapper
+                        self.undo.append((self.namespace, name, target))
         if self.builtins or self.codes:
             sys.setprofile(self._profile)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         sys.setprofile(None)
+        for owner, attr, target in reversed(self.undo):
+            if isinstance(owner, dict):
+                owner[attr] = target
+            else:
+                setattr(owner, attr, target)
+        self.undo.clear()
 
 
-def _resolve(api: str) -> Any:
+def _resolve(api: str) -> tuple[Any, str, Any] | None:
+    """(owner, attribute, object) for a dotted API whose module is already imported, else None."""
     parts = api.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         module = sys.modules.get(".".join(parts[:cut]))
         if module is None:
             continue
-        obj: Any = module
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr, None)
-            if obj is None:
+        owner: Any = module
+        for attr in parts[cut:-1]:
+            owner = getattr(owner, attr, None)
+            if owner is None:
                 return None
-        return obj
+        target = getattr(owner, parts[-1], None)
+        return (owner, parts[-1], target) if target is not None else None
     return None
 
 
@@ -288,7 +341,7 @@ def execute_call(
     before = _snapshot(args, names) if header.get("check_mutation", True) else {}
     out_buffers: list[bytes] = []
     response: dict[str, Any] = {"status": "ok"}
-    tripwires = Tripwires(header.get("forbidden", []), learner_files)
+    tripwires = Tripwires(header.get("forbidden", []), learner_files, getattr(fn, "__globals__", None))
     start = time.perf_counter()
     try:
         with tripwires:

@@ -144,6 +144,9 @@ def _needs_torch(paths: list[str], backend: str) -> bool:
 def cmd_grade(args: argparse.Namespace) -> int:
     start = time.monotonic()
     paths = _expand(args.submissions)
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"no such submission file: {', '.join(missing)}")
     if len(paths) > 1 and args.output:
         raise UsageError("--output takes one submission; use --output-dir for several")
     if len(paths) > 1 and args.format != "text" and not args.output_dir:
@@ -252,7 +255,8 @@ def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, ela
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         if result.status != "graded" and args.format != "text":
-            print(f"attnspec: grading {path} failed: {str(result.error).splitlines()[0]}", file=sys.stderr)
+            where = f"the report in {args.output or args.output_dir}" if args.output or args.output_dir else "the report above"
+            print(f"attnspec: grading {path} failed: {str(result.error).splitlines()[0].rstrip(':')} (details in {where})", file=sys.stderr)
     if len(results) > 1:
         _print_class_summary(results, codes, elapsed, to_stdout=bool(args.output_dir) or args.format == "text")
     return max(codes) if codes else 2

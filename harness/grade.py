@@ -77,6 +77,9 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     """Grade the submission at `path`; never raises for problems in the submission itself."""
     start = time.monotonic()
     graded = tuple(e for e in EXERCISES if e in spec.rules or any(c.exercise == e for c in spec.cases))
+    if options.case_ids:  # --case: only the exercises those cases belong to
+        chosen = set(options.case_ids)
+        graded = tuple(e for e in graded if any(c.id in chosen and c.exercise == e for c in spec.cases) or (e in spec.rules and spec.rules[e].case_id in chosen))
     scope = options.exercises or graded
     result = GradeResult(
         submission={"path": path, "kind": None, "sha256": None},
@@ -109,7 +112,7 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
         result.load = _load_info(submission, load)
         if not options.exercises:
-            scope = _defined_exercises(graded, load, static, submission) or graded
+            scope = exercises_in_file(graded, submission, static, load.functions) or graded
             result.options["exercises"] = list(scope)
         deadline = start + options.limits.submission_timeout
         for exercise in scope:
@@ -124,11 +127,11 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     return result
 
 
-def _defined_exercises(graded: tuple[str, ...], load: LoadReport, static: StaticReport, submission: Submission) -> tuple[str, ...]:
+def exercises_in_file(graded: tuple[str, ...], submission: Submission, static: StaticReport, defined_at_run_time: Any = ()) -> tuple[str, ...]:
     """The exercises the file defines, or tried to (a def cut out for a syntax error counts, so
-    its report says why it is missing). When it defines none, every exercise is reported missing."""
+    its report says why it is missing). The caller grades every exercise when this is empty."""
     attempted = {e for e in graded for p in submission.syntax_problems if re.search(rf"\bdef\s+{e}\s*\(", p.text)}
-    return tuple(e for e in graded if e in load.functions or e in static.functions or e in attempted)
+    return tuple(e for e in graded if e in defined_at_run_time or e in static.functions or e in attempted)
 
 
 def _finish(result: GradeResult, spec: Spec, options: GradeOptions, scope: tuple[str, ...], start: float) -> None:
@@ -215,6 +218,7 @@ def _grade_exercise(
     cases = _cases_for(spec, exercise, options)
     rules = spec.rules.get(exercise)
     result = ExerciseResult(exercise, "graded", max_score=_max_points(spec, exercise, options))
+    result.max_score -= sum(c.points for c in cases if not set(c.backends) & set(candidates))
     run = ExerciseRun(result)
     info = load.functions.get(exercise)
     fn_static = static.functions.get(exercise)
@@ -238,18 +242,20 @@ def _grade_exercise(
     if fn_static is not None and fn_static.is_stub:
         result.status, result.message = "not_implemented", f"{exercise} is not implemented yet (it is still the starter stub)"
         return run
-    backends, notes, not_implemented = _probe_backends(exercise, candidates, sessions[0], fn_static)
-    if not_implemented:
-        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError{notes[0]}"
-        return run
-    result.backends, result.backend_notes = backends, notes
     forbidden = [f.api for f in rules.forbidden] if rules is not None else []
+    probe = _probe_backends(exercise, candidates, sessions[0], fn_static, forbidden, options.limits)
+    run.tripwires.extend(probe.tripwires)
+    if probe.not_implemented is not None:
+        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError{probe.not_implemented}"
+        return run
+    backends = probe.backends
+    result.backends, result.backend_notes = backends, probe.notes
     applicable = [c for c in cases if set(c.backends) & set(backends)]
     skipped = [c for c in cases if c not in applicable]
     if skipped:
         only = sorted({b for c in skipped for b in c.backends})
         result.backend_notes.append(f"{len(skipped)} case(s) apply only to {', '.join(only)} and were not run for this submission")
-        result.max_score -= sum(c.points for c in skipped)
+        result.max_score -= sum(c.points for c in skipped if set(c.backends) & set(candidates))
     idle: queue.Queue[WorkerSession] = queue.Queue()
     for each in sessions:
         idle.put(each)
@@ -288,15 +294,26 @@ def _missing_message(exercise: str, submission: Submission, static: StaticReport
     return message
 
 
-def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession, fn_static: Any) -> tuple[list[str], list[str], bool]:
+@dataclass
+class Probe:
+    """What one small call per candidate backend told us."""
+
+    backends: list[str]
+    notes: list[str]
+    not_implemented: str | None  # None, or where NotImplementedError came from ('' = the function itself)
+    tripwires: list[dict[str, Any]]
+
+
+def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession, fn_static: Any, forbidden: list[str], limits: Limits) -> Probe:
     """Try the function once per candidate backend on small inputs; keep the ones it handles."""
     inputs = generate_inputs(exercise, _probe_spec(exercise), PROBE_DIMS[exercise], seed=0)
-    ok, notes = [], []
+    ok, notes, tripwires = [], [], []
     for backend in candidates:
-        with session.case(f"{exercise}.probe.{backend}", 10.0) as cs:
+        with session.case(f"{exercise}.probe.{backend}", min(10.0, limits.case_timeout), forbidden=forbidden) as cs:
             outcome = cs.call(exercise, inputs, backend=backend, dtype="float64")
+        tripwires.extend(t for t in outcome.tripwires if t not in tripwires)
         if outcome.status == "raised" and outcome.error and outcome.error.get("type") == "NotImplementedError":
-            return [], [_not_implemented_where(outcome.error, fn_static)], True
+            return Probe([], [], _not_implemented_where(outcome.error, fn_static), tripwires)
         kind = outcome.output.kind if outcome.output else None
         if outcome.ok and kind == ("ndarray" if backend == "numpy" else "tensor"):
             ok.append(backend)
@@ -306,7 +323,7 @@ def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession
     if not ok:
         ok = candidates[:1] if len(candidates) == 1 else [c for c in candidates if c == "torch"][:1] or candidates[:1]
         notes = []
-    return ok, notes, False
+    return Probe(ok, notes, None, tripwires)
 
 
 def _probe_spec(exercise: str) -> InputSpec:
@@ -403,13 +420,19 @@ def _repro(submission: Submission, case: Case, options: GradeOptions) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+_REVEALING = (" [", ": worst ", ", e.g. ", ", but should be ", " (permutation ")
+
+
 def _redact(inst: InstanceResult) -> None:
-    """Hidden cases: keep the verdict and the likely mistake, drop anything that reveals inputs."""
+    """Hidden cases: keep the verdict, the kind of failure and the likely mistake; drop anything
+    that reveals inputs or expected values (call shapes, worst elements, samples, examples)."""
     if inst.outcome == "passed":
         return
-    text = inst.message
-    cut = text.find(" [")
-    inst.message = (text[:cut] if cut > 0 else text).split("\n")[0] + " [hidden case: inputs not shown]"
+    text = inst.message.split("\n")[0]
+    if text.startswith("out.shape="):
+        text = "out has the wrong shape"
+    cut = min([i for i in (text.find(m) for m in _REVEALING) if i > 0], default=len(text))
+    inst.message = text[:cut].rstrip(" ,:") + " [hidden case: inputs not shown]"
     inst.example = None
     inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error", "mismatched", "total")}
 

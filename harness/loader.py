@@ -110,7 +110,7 @@ def check_spec(extra: list[str] | None = None, *, builtin: bool = True) -> tuple
             else:
                 rules[prev.exercise] = Rules(prev.exercise, prev.points, prev.forbidden + loaded.rules.forbidden, prev.source)
     if problems:
-        return None, problems
+        return None, sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message))
     return Spec(tuple(files), tuple(cases), rules, tuple(withheld)), []
 
 

@@ -74,6 +74,7 @@ class _AttnspecSession:
         self.error: str | None = None
         self.status_selected: set[str] = set()
         self.lines: dict[str, int] = {}
+        self.defined: tuple[str, ...] = ()  # exercises the file defines (empty: grade them all)
 
     # -- collection ----------------------------------------------------------------------------
 
@@ -103,6 +104,9 @@ class _AttnspecSession:
         from .static import analyze
         from .submission import load_submission
 
+        from .exercises import EXERCISE_NAMES
+        from .grade import exercises_in_file
+
         fixed = {"auto": [], "numpy": ["numpy"], "torch": ["torch"], "both": ["numpy", "torch"]}[self.backend]
         try:
             submission = load_submission(self.path)
@@ -111,6 +115,8 @@ class _AttnspecSession:
         static = analyze(submission)
         if submission.kind == "py":  # so IDEs jump to the function
             self.lines = {name: fn.line - 1 for name, fn in static.functions.items()}
+        # Like `attnspec grade`: the exercises the file defines (all of them if it defines none).
+        self.defined = exercises_in_file(EXERCISE_NAMES, submission, static)
         return fixed or static.backend_hints
 
     # -- grading -------------------------------------------------------------------------------
@@ -250,7 +256,7 @@ class AttnspecFile(pytest.File):
         from .exercises import EXERCISE_NAMES
 
         backends = state.analyze()
-        for exercise in EXERCISE_NAMES:
+        for exercise in [e for e in EXERCISE_NAMES if not state.defined or e in state.defined]:
             cases = [c for c in state.spec.cases if c.exercise == exercise and not (state.visible_only and c.hidden)]
             rules = state.spec.rules.get(exercise)
             if cases or rules:

@@ -19,7 +19,7 @@ from .properties import PROPERTIES
 from .reference import numpy_ref
 from .specmodel import InputSpec
 
-TOLERANCES = {"float64": {"atol": 1.0e-10, "rtol": 1.0e-8}, "float32": {"atol": 1.0e-5, "rtol": 1.0e-4}}
+TOLERANCES = {"float64": {"atol": 1.0e-9, "rtol": 1.0e-7}, "float32": {"atol": 1.0e-5, "rtol": 1.0e-4}}  # as the shipped spec
 SHAPES = {
     "manual_attention": {"batch": 2, "n_heads": 3, "seq_q": 5, "seq_k": 7, "d_head": 4, "d_v": 6},
     "multi_head_attention": {"batch": 2, "seq": 5, "d_model": 12, "n_heads": 3},

@@ -181,5 +181,5 @@ def test_usage_errors_exit_2_with_a_message():
     proc = attnspec("grade", "examples/correct_numpy.py", "--case", "no.such.case")
     assert proc.returncode == 2 and "unknown case id(s): no.such.case" in proc.stderr
     proc = attnspec("grade", "missing_file.py", "--format", "json")
-    report = json.loads(proc.stdout)
-    assert "missing_file.py: no such file" in report["exercises"][0]["message"]
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "no such submission file: missing_file.py" in proc.stderr

@@ -170,8 +170,8 @@ def not_run_lines(result: "GradeResult") -> list[str]:
     cases = sum(n.cases for n in result.not_run)
     points = sum(n.points for n in result.not_run)
     lines = [
-        f"NOT RUN: {cases} case{'s' if cases != 1 else ''} worth {fmt_points(points)} points "
-        "were not run here, so this is not your final grade."
+        f"NOT RUN: {cases} case{'s' if cases != 1 else ''} worth {fmt_points(points)} point{'s' if points != 1 else ''} "
+        f"{'were' if cases != 1 else 'was'} not run here, so this is not your final grade."
     ]
     for n in result.not_run:
         line = f"  {n.exercise}: {n.cases} {n.kind} case{'s' if n.cases != 1 else ''} ({fmt_points(n.points)} points)"

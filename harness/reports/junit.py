@@ -164,7 +164,7 @@ def _status_case(ex: ExerciseResult, result: GradeResult, diagnoses: list[str]) 
 
 def _not_run_case(exercise: str, kind: str, cases: int, points: float, note: str) -> ET.Element:
     el = ET.Element("testcase", classname=f"attnspec.{exercise}", name=f"{exercise}.not_run[{kind}]", time="0.000")
-    message = f"{cases} {kind} case(s) worth {fmt_points(points)} points were not run here"
+    message = f"{cases} {kind} case{'s' if cases != 1 else ''} worth {fmt_points(points)} point{'s' if points != 1 else ''} {'were' if cases != 1 else 'was'} not run here"
     ET.SubElement(el, "skipped", message=clean(message + (f": {note}" if note else "")))
     return el
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..misconceptions import BY_ID
 from ..spec_check import KillMatrix
 
 
@@ -24,12 +25,15 @@ def render_kill_matrix(matrix: KillMatrix) -> str:
         lines.append(f"  {'':{width}}  {units}")
         for r in rows:
             marks = "".join("x" if cid in r.killed_by else "." for cid in case_ids)
-            verdict = f"killed by {len(r.killed_by)}" if r.killed else "SURVIVES"
+            verdict = f"killed by {len(r.killed_by)}" if r.killed else ("SURVIVES" if r.checked_on else f"not checked (exists on {', '.join(_backends_of(r.id))} only)")
             lines.append(f"  {r.id:{width}}  {marks}  {verdict}")
     lines.append("")
     survivors = matrix.survivors
-    killed = len(matrix.rows) - len(survivors)
-    lines.append(f"Mutation score: {killed}/{len(matrix.rows)} misconceptions killed" + (f"; survivors: {', '.join(r.id for r in survivors)}" if survivors else ""))
+    checked = [r for r in matrix.rows if r.checked_on]
+    killed = len(checked) - len(survivors)
+    lines.append(f"Mutation score: {killed}/{len(checked)} misconceptions killed" + (f"; survivors: {', '.join(r.id for r in survivors)}" if survivors else ""))
+    if matrix.unchecked:
+        lines.append(f"Not checked on {', '.join(matrix.backends)}: {', '.join(r.id for r in matrix.unchecked)}")
     lines.append("OK" if matrix.ok else "FAILED: " + ("the reference fails some cases; " if matrix.reference_failures else "") + ("some misconceptions survive" if survivors else ""))
     return "\n".join(lines) + "\n"
 
@@ -44,3 +48,7 @@ def _legend(case_ids: list[str]) -> list[str]:
         current += f" {entry}"
     lines.append(current)
     return lines
+
+
+def _backends_of(misconception_id: str) -> tuple[str, ...]:
+    return BY_ID[misconception_id].backends
