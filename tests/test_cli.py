@@ -98,6 +98,11 @@ def test_gradescope_output_validates_and_hides_hidden_inputs(tmp_path):
     assert results["score"] == pytest.approx(sum(t.get("score", 0) for t in results["tests"]))
     hidden = [t for t in results["tests"] if t.get("visibility") == "after_published"]
     assert hidden and all("hidden case: inputs not shown" in t["output"] or t["status"] == "passed" for t in hidden)
+    failed_hidden = [t for t in hidden if t["status"] == "failed"]
+    assert failed_hidden
+    for t in failed_hidden:  # neither inputs nor expected values leak
+        first = t["output"].splitlines()[0]
+        assert "should be" not in first and "worst" not in first and "with Q(" not in first
     assert "mask ignored" in results["output"]
 
 

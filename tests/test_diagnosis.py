@@ -132,3 +132,27 @@ def test_spec_check_cli_json_and_exit_code_on_a_spec_that_misses_a_mistake(tmp_p
     assert "ma.no_scaling" in report["survivors"]
     killed = {m["id"] for m in report["misconceptions"] if m["killed"]}
     assert "ma.returns_pattern" in killed  # a shape case does catch returning the (seq_q, seq_k) pattern
+
+
+def test_forbidden_api_reached_by_a_built_name_with_the_profiler_off_is_still_caught(spec, pool, tmp_path):
+    pytest.importorskip("torch")
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text(
+        "import sys\nimport torch\nimport torch.nn.functional as F\n\n"
+        "def manual_attention(Q, K, V, mask=None):\n"
+        "    sys.setprofile(None)\n"
+        "    attend = getattr(F, 'scaled_dot_product_' + 'attention')\n"
+        "    return attend(Q, K, V, attn_mask=mask)\n"
+    )
+    # Only the rules case is selected: the probe call alone must reveal the run-time use.
+    options = GradeOptions(exercises=("manual_attention",), case_ids=("manual_attention.implementation_rules",))
+    ex = grade(str(sneaky), spec, options, pool).exercises[0]
+    (rules,) = ex.cases
+    assert rules.outcome == "failed"
+    assert "called torch.nn.functional.scaled_dot_product_attention at run time (line 8)" in rules.message
+
+
+def test_kill_matrix_on_numpy_only_marks_torch_only_mistakes_unchecked_not_surviving():
+    matrix = build_kill_matrix(load_spec(), ["numpy"], ("manual_attention",))
+    assert {r.id for r in matrix.unchecked} == {"ma.numpy_roundtrip", "ma.data_write"}
+    assert matrix.survivors == [] and matrix.ok
