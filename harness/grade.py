@@ -101,13 +101,12 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     pool = pool or WorkerPool()
     if "torch" in candidates:
         pool.preload(["torch"])
-    sessions = [WorkerSession(pool, submission.load_request(), options.limits) for _ in range(max(1, options.workers))]
-    session = sessions[0]
+    session = WorkerSession(pool, submission.load_request(), options.limits)
+    sessions = [session]
     try:
         load = session.start()
-        if load.ok:
-            for extra in sessions[1:]:
-                extra.start()
+        if load.ok:  # more zygotes for parallel cases, forked from the loaded one
+            sessions += [session.clone() for _ in range(max(1, options.workers) - 1)]
         if "torch" in candidates and pool.wait_preloaded().get("torch"):
             raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
         result.load = _load_info(submission, load)

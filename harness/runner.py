@@ -364,6 +364,30 @@ class WorkerSession:
         )
         return self.load
 
+    def clone(self) -> "WorkerSession":
+        """A second zygote forked from this loaded one: the same submission, top-level code run once.
+
+        If cloning fails, the new session loads the submission itself on first use."""
+        other = WorkerSession(self.pool, self.load_request, self.limits)
+        other.load = self.load
+        if self.sock is None or not self.load.ok:
+            return other
+        mine, theirs = socket.socketpair()
+        try:
+            send(self.sock.fileno(), {"op": "clone"})
+            socket.send_fds(self.sock, [b"F"], [theirs.fileno()])
+            reply, _ = recv(self.sock.fileno(), time.monotonic() + 30)
+        except (ProtocolError, Timeout, OSError):
+            mine.close()
+            return other
+        finally:
+            theirs.close()
+        if "pid" not in reply:
+            mine.close()
+            return other
+        other.sock, other.pid = mine, int(reply["pid"])
+        return other
+
     @property
     def alive(self) -> bool:
         return self.sock is not None

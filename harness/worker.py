@@ -191,9 +191,32 @@ class Zygote:
             elif op == "case_end":
                 send(self.fd, self.case_end())
                 self._after_case()
+            elif op == "clone":
+                self.clone()
             elif op == "shutdown":
                 self._shutdown()
                 return
+
+    def clone(self) -> None:
+        """Fork a second zygote that shares this one's loaded submission (its top-level code is
+        not run again) and serves the socket the grader just passed us."""
+        with socket.socket(fileno=os.dup(self.fd)) as sock:
+            _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+        if not fds:
+            send(self.fd, {"op": "cloned", "error": "no socket received"})
+            return
+        pid = os.fork()
+        if pid == 0:  # the clone: forget this zygote's connection and children, serve the new one
+            os.setpgid(0, 0)
+            os.close(self.fd)
+            if self.spare is not None:
+                for f in self.spare[1:]:
+                    f.close()
+            self.fd, self.spare, self.killed = fds[0], None, []
+            self._prepare_spare()
+            return
+        os.close(fds[0])
+        send(self.fd, {"op": "cloned", "pid": pid})
 
     # ---- load
 

@@ -362,3 +362,13 @@ def test_cli_two_runs_give_identical_json(spec):
     first, second = (strip_timings(report) for _, report, _ in runs)
     assert first == second
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_top_level_code_runs_once_even_with_parallel_workers(spec, pool, tmp_path):
+    """The second zygote is forked from the loaded first one, so side effects happen once."""
+    source = (SUBMISSIONS / "correct.py").read_text()
+    path = tmp_path / "counts_loads.py"
+    path.write_text("with open('loads.txt', 'a') as log:\n    log.write('loaded\\n')\n\n" + source)
+    result = grade(str(path), spec, _options(workers=2), pool)
+    assert all(c.passed for c in result.cases)
+    assert (tmp_path / "loads.txt").read_text() == "loaded\n"
