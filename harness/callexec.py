@@ -54,6 +54,10 @@ def prepare_torch() -> None:
     )
 
 
+def torch_ready() -> bool:
+    return bool(_torch_refs)
+
+
 def warm_up() -> None:
     """Run the library code a call will use, on tiny inputs, in a freshly forked child.
 

@@ -484,23 +484,11 @@ class InProcessRunner:
         self.functions = functions
         self.forbidden = forbidden or []
 
-    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "InProcessRunner":
-        return self
-
-    def __enter__(self) -> "InProcessRunner":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    captured: dict[str, Any] = {"text": "", "bytes": 0}
-    lost = None
-
     def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome:
         fn = self.functions.get(function)
         if fn is None:
             return CallOutcome(status="raised", error={"type": "NameError", "message": f"{function} is not defined", "traceback": "", "line": None})
-        if backend == "torch" and not callexec._torch_refs:
+        if backend == "torch" and not callexec.torch_ready():
             callexec.prepare_torch()
         header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden)
         reply, out = callexec.execute_call(fn, header, buffers, set())
