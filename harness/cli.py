@@ -21,6 +21,7 @@ from . import __version__
 from .errors import AttnspecError, SpecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
+DEFAULT_MEMORY_MB = 2048
 REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json"}
 
 
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--min-score", type=_percent, metavar="PERCENT", help="exit 0 if the total score is at least PERCENT of the maximum, else 1")
     g.add_argument("--case-timeout", type=float, metavar="S", help="cap every case's time limit at S seconds")
     g.add_argument("--submission-timeout", type=float, default=600.0, metavar="S", help="total time limit per submission (default 600)")
-    g.add_argument("--memory", type=int, default=2048, metavar="MB", help="memory limit for learner code, per case (default 2048)")
+    g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MB", help=f"memory limit for learner code, per case (default {DEFAULT_MEMORY_MB})")
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
     g.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     g.add_argument("--verbose", "-v", action="store_true", help="list passed cases too")
@@ -164,6 +165,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
         from .loader import load_spec
 
         repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else [])
+        if args.backend != "auto":
+            repro += ["--backend", args.backend]
+        if args.case_timeout:
+            repro += ["--case-timeout", f"{args.case_timeout:g}"]
+        if args.memory != DEFAULT_MEMORY_MB:
+            repro += ["--memory", str(args.memory)]
         spec_error: AttnspecError | None = None
         try:
             spec = load_spec(args.spec, builtin=not args.no_builtin)

@@ -131,7 +131,7 @@ def _cast(value: Any, dtype: str) -> Any:
 
 
 def _square_only(result: Any, backend: str, failing: list, passing: list) -> dict[str, Any] | None:
-    """Every failing value case has seq_q != seq_k, and some case with seq_q == seq_k (>= 2) passed."""
+    """Every value case with seq_q != seq_k fails and every one with seq_q == seq_k (>= 2) passes."""
 
     def shapes(evidence: list) -> list[tuple[str, bool]]:
         out = []
@@ -146,9 +146,9 @@ def _square_only(result: Any, backend: str, failing: list, passing: list) -> dic
 
     bad = shapes(failing)
     good = shapes(passing)
-    if not bad or any(square for _, square in bad) or not any(square for _, square in good):
+    if not bad or any(square for _, square in bad) or not any(square for _, square in good) or not all(square for _, square in good):
         return None
-    return {"failed_cases": sorted({c for c, _ in bad}), "rule": "every failing case has seq_q != seq_k, and cases with seq_q == seq_k pass"}
+    return {"failed_cases": sorted({c for c, _ in bad}), "rule": "every case with seq_q != seq_k fails, every case with seq_q == seq_k passes"}
 
 
 def _gradients_only(result: Any, backend: str, failing: list, passing: list) -> dict[str, Any] | None:

@@ -419,7 +419,7 @@ def _repro(submission: Submission, case: Case, options: GradeOptions) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-_REVEALING = (" [", ": worst ", ", e.g. ", ", but should be ", " (permutation ")
+_REVEALING = (" [", ": worst ", ", e.g. ", ", but should be ", " (permutation ", " in ")
 
 
 def _redact(inst: InstanceResult) -> None:
@@ -433,7 +433,7 @@ def _redact(inst: InstanceResult) -> None:
     cut = min([i for i in (text.find(m) for m in _REVEALING) if i > 0], default=len(text))
     inst.message = text[:cut].rstrip(" ,:") + " [hidden case: inputs not shown]"
     inst.example = None
-    inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error", "mismatched", "total")}
+    inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error")}
 
 
 def _run_instance(case: Case, backend: str, dtype: str, options: GradeOptions, cs: CaseSession, run: ExerciseRun) -> tuple[InstanceResult, bool]:

@@ -99,7 +99,7 @@ ATTENTION_DEFAULTS = {
     "mask_4d": "ok",  # first: mask[0, 0] used for every (batch, head)
     "stable": True,  # False: exp without subtracting the row max
     "returns": "output",  # pattern
-    "seq": "ok",  # square_only: uses seq_q where seq_k belongs
+    "seq": "ok",  # square_only: uses seq_q where seq_k belongs (an error when they differ)
 }
 
 
@@ -114,14 +114,12 @@ def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
     """manual_attention with knobs (see ATTENTION_DEFAULTS)."""
     k = {**ATTENTION_DEFAULTS, **knobs}
     B, H, Tq, D = Q.shape
-    if k["seq"] == "square_only":
-        K, V = K[:, :, :Tq], V[:, :, :Tq]
-        if mask is not None:
-            mask = mask[..., :Tq]
     if k["scores"] == "KQ":
         scores = K @ _swap(Q)  # (B, H, Tk, Tq): only fits when seq_q == seq_k
     else:
         scores = Q @ _swap(K)  # (B, H, Tq, Tk)
+    if k["seq"] == "square_only":
+        scores = scores.reshape(B, H, Tq, Tq)  # the query length used for the key axis: fails unless seq_q == seq_k
     factor = {"sqrt_d_head": 1 / math.sqrt(D), "none": 1.0, "d_head": 1 / D, "sqrt_d_model": 1 / math.sqrt(D * H), "after_softmax": 1.0}[k["scale"]]
     scores = scores * factor
     if mask is not None:

@@ -53,6 +53,12 @@ def fmt_points(x: float) -> str:
     return f"{round(float(x), 2):g}"
 
 
+def plural(count: float, word: str) -> str:
+    """'1 case', '3 cases', '1 point', '2.5 points'."""
+    number = fmt_points(count) if isinstance(count, float) else str(count)
+    return f"{number} {word}{'' if number == '1' else 's'}"
+
+
 def fmt_value(x: object) -> str:
     return f"{x:.6g}" if isinstance(x, float) else str(x)
 
@@ -170,11 +176,11 @@ def not_run_lines(result: "GradeResult") -> list[str]:
     cases = sum(n.cases for n in result.not_run)
     points = sum(n.points for n in result.not_run)
     lines = [
-        f"NOT RUN: {cases} case{'s' if cases != 1 else ''} worth {fmt_points(points)} point{'s' if points != 1 else ''} "
+        f"NOT RUN: {plural(cases, 'case')} worth {plural(points, 'point')} "
         f"{'were' if cases != 1 else 'was'} not run here, so this is not your final grade."
     ]
     for n in result.not_run:
-        line = f"  {n.exercise}: {n.cases} {n.kind} case{'s' if n.cases != 1 else ''} ({fmt_points(n.points)} points)"
+        line = f"  {n.exercise}: {n.cases} {n.kind} case{'s' if n.cases != 1 else ''} ({plural(n.points, 'point')})"
         lines.append(line + (f" -- {n.note}" if n.note else ""))
     return lines
 

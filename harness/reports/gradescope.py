@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..results import CaseResult, ExerciseResult, GradeResult
-from . import STATUS_WORDS, case_failure_lines, diagnosis_line, exercise_headline, fmt_points, load_problem_lines, not_run_lines, percent
+from . import STATUS_WORDS, case_failure_lines, diagnosis_line, exercise_headline, fmt_points, load_problem_lines, not_run_lines, percent, plural
 from .json_report import finite
 
 VISIBILITY = {"visible": "visible", "hidden": "after_published"}
@@ -70,7 +70,7 @@ def _graded_tests(result: GradeResult) -> list[dict[str, Any]]:
         tests.append({
             "name": f"{nr.exercise}: {nr.cases} {nr.kind} case(s) not run",
             "status": "failed",
-            "output": f"{nr.cases} {nr.kind} case(s) worth {fmt_points(nr.points)} points were not run by this autograder." + (f"\n{nr.note}" if nr.note else ""),
+            "output": f"{plural(nr.cases, nr.kind + ' case')} worth {plural(nr.points, 'point')} {'was' if nr.cases == 1 else 'were'} not run by this autograder." + (f"\n{nr.note}" if nr.note else ""),
             "visibility": "visible",
             "tags": [nr.exercise, "not_run"],
         })

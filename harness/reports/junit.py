@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 
 from ..results import CaseResult, ExerciseResult, GradeResult, InstanceResult
-from . import STATUS_WORDS, case_failure_lines, diagnosis_line, fmt_points, load_problem_lines, shows_inputs, strip_ansi
+from . import STATUS_WORDS, case_failure_lines, diagnosis_line, fmt_points, load_problem_lines, plural, shows_inputs, strip_ansi
 
 #: Characters XML 1.0 cannot carry (learner output may contain ANSI escapes or other control bytes).
 _INVALID_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -26,6 +26,10 @@ def render_junit(result: GradeResult) -> str:
         root.append(_exercise_suite(ex, result))
     for orphan in _orphan_not_run(result):
         root.append(orphan)
+    problems = load_problem_lines(result)
+    if problems:  # errors while running the file's top-level code cost no points, but CI logs show them
+        load = ET.SubElement(root, "testsuite", name="submission.load")
+        ET.SubElement(load, "system-err").text = clean("\n".join(problems))
     _set_counts(root, root.findall("testsuite"))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -164,7 +168,7 @@ def _status_case(ex: ExerciseResult, result: GradeResult, diagnoses: list[str]) 
 
 def _not_run_case(exercise: str, kind: str, cases: int, points: float, note: str) -> ET.Element:
     el = ET.Element("testcase", classname=f"attnspec.{exercise}", name=f"{exercise}.not_run[{kind}]", time="0.000")
-    message = f"{cases} {kind} case{'s' if cases != 1 else ''} worth {fmt_points(points)} point{'s' if points != 1 else ''} {'were' if cases != 1 else 'was'} not run here"
+    message = f"{plural(cases, kind + ' case')} worth {plural(points, 'point')} {'were' if cases != 1 else 'was'} not run here"
     ET.SubElement(el, "skipped", message=clean(message + (f": {note}" if note else "")))
     return el
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..misconceptions import BY_ID
+from . import plural
 from ..spec_check import KillMatrix
 
 
@@ -16,12 +17,13 @@ def render_kill_matrix(matrix: KillMatrix) -> str:
         lines.append("Reference: passes every case.")
     for exercise, case_ids in matrix.cases.items():
         rows = [r for r in matrix.rows if r.exercise == exercise]
-        lines += ["", f"{exercise}: {len(rows)} misconceptions x {len(case_ids)} cases"]
+        lines += ["", f"{exercise}: {plural(len(rows), 'misconception')} x {plural(len(case_ids), 'case')}"]
         lines += _legend(case_ids)
         width = max([len(r.id) for r in rows] + [12])
         tens = "".join(str((i + 1) // 10) if i + 1 >= 10 else " " for i in range(len(case_ids)))
         units = "".join(str((i + 1) % 10) for i in range(len(case_ids)))
-        lines.append(f"  {'':{width}}  {tens}")
+        if tens.strip():
+            lines.append(f"  {'':{width}}  {tens}")
         lines.append(f"  {'':{width}}  {units}")
         for r in rows:
             marks = "".join("x" if cid in r.killed_by else "." for cid in case_ids)

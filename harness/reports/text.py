@@ -23,6 +23,7 @@ from . import (
     load_problem_lines,
     not_run_lines,
     percent,
+    plural,
     shows_inputs,
     strip_ansi,
 )
@@ -152,8 +153,7 @@ class _TextReport:
         if not passed:
             return
         if not self.verbose:
-            noun = "case" if len(passed) == 1 else "cases"
-            self.line("  ", ("PASS ", "green"), f" {len(passed)} {noun} passed ({fmt_points(sum(c.points for c in passed))} points)")
+            self.line("  ", ("PASS ", "green"), f" {plural(len(passed), 'case')} passed ({plural(sum(c.points for c in passed), 'point')})")
             return
         for c in passed:
             self.line("  ", ("PASS ", "green"), f" {c.case_id} ({c.title})  {fmt_points(c.points)}/{fmt_points(c.max_points)} points")
@@ -195,7 +195,7 @@ class _TextReport:
         if result.all_passed and ran and result.not_run:
             self.line(("Every case that ran here passed, but not every case was run (see below).", "yellow"))
         elif result.all_passed and ran:
-            self.line((f"All {ran} cases passed.", "bold green"))
+            self.line((f"All {ran} cases passed." if ran != 1 else "The one case that ran passed.", "bold green"))
 
 
 def _backends(result: GradeResult) -> list[str]:
