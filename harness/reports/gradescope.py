@@ -68,7 +68,7 @@ def _graded_tests(result: GradeResult) -> list[dict[str, Any]]:
         tests.extend(_case_test(ex, case, notes, f"{n}.{k}") for k, case in enumerate(ex.cases, start=1))
     for nr in result.not_run:
         tests.append({
-            "name": f"{nr.exercise}: {nr.cases} {nr.kind} case(s) not run",
+            "name": f"{nr.exercise}: {plural(nr.cases, nr.kind + ' case')} not run",
             "status": "failed",
             "output": f"{plural(nr.cases, nr.kind + ' case')} worth {plural(nr.points, 'point')} {'was' if nr.cases == 1 else 'were'} not run by this autograder." + (f"\n{nr.note}" if nr.note else ""),
             "visibility": "visible",
