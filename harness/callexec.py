@@ -35,11 +35,11 @@ def prepare_torch() -> None:
     import torch
 
     torch.set_num_threads(1)
-    # The first autograd.grad with grad_outputs imports ~500 modules (sympy among them), about
-    # 0.3 s. Pay it once here, before the fork, instead of once per case child.
+    # Run autograd once before the fork, so each case child starts with it initialised. (Gradients
+    # are taken of a scalar, sum(out * cotangent): passing grad_outputs would make torch import
+    # ~500 modules, sympy among them, about 0.3 s.)
     probe = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
-    out = (probe @ probe).softmax(-1)
-    torch.autograd.grad(out, [probe], grad_outputs=torch.ones_like(out), allow_unused=True)
+    torch.autograd.grad((probe @ probe).softmax(-1).sum(), [probe], allow_unused=True)
     _torch_refs.update(
         torch=torch,
         Tensor=torch.Tensor,
@@ -69,7 +69,7 @@ def warm_up() -> None:
     if torch is not None:
         t = torch.ones(2, 3, 3, dtype=torch.float64, requires_grad=True)
         out = torch.softmax(t @ t.transpose(-2, -1), dim=-1) @ t
-        _torch_refs["grad"](out, [t], grad_outputs=torch.ones_like(out))
+        _torch_refs["grad"](out.sum(), [t])
 
 
 # ---------------------------------------------------------------- inputs
@@ -413,7 +413,8 @@ def _gradients(value: Any, leaves: dict[str, Any], grad_req: dict[str, Any], buf
         }
     names = list(leaves)
     try:
-        grads = _torch_refs["grad"](value, [leaves[n] for n in names], grad_outputs=_torch_refs["from_numpy"](cot).to(value.dtype), allow_unused=True)
+        loss = (value * _torch_refs["from_numpy"](cot).to(value.dtype)).sum()  # its gradient is the VJP with `cot`
+        grads = _torch_refs["grad"](loss, [leaves[n] for n in names], allow_unused=True)
     except BaseException as exc:  # noqa: BLE001 - a learner's custom backward may raise anything
         return {"grad_error": f"backward() raised {type(exc).__name__}: {_safe_str(exc)}"}
     result: dict[str, Any] = {}
