@@ -213,33 +213,18 @@ def _grade_exercise(
     candidates: list[str],
     deadline: float,
 ) -> ExerciseRun:
-    contract = EXERCISES[exercise]
     cases = _cases_for(spec, exercise, options)
     rules = spec.rules.get(exercise)
     result = ExerciseResult(exercise, "graded", max_score=_max_points(spec, exercise, options))
     result.max_score -= sum(c.points for c in cases if not set(c.backends) & set(candidates))
     run = ExerciseRun(result)
-    info = load.functions.get(exercise)
     fn_static = static.functions.get(exercise)
     if fn_static is not None:
         result.location = f"{fn_static.filename.split(',')[0]}, {submission.where(fn_static.filename, fn_static.line)}"
-    if not load.ok:
-        result.status, result.message = "load_error", f"the submission could not be loaded: {load.fatal}"
-        return run
-    if info is None:
-        result.status = "missing"
-        result.message = _missing_message(exercise, submission, static)
-        return run
-    result.signature = info.get("signature")
-    if not info.get("callable"):
-        result.status, result.message = "signature_error", f"{exercise} is a {info.get('type')}, not a function; define it with def {contract.signature}:"
-        return run
-    if not info.get("bindable", True):
-        result.status = "signature_error"
-        result.message = f"{info.get('signature', exercise)} cannot be called as {contract.signature}: {info.get('bind_error')}"
-        return run
-    if fn_static is not None and fn_static.is_stub:
-        result.status, result.message = "not_implemented", f"{exercise} is not implemented yet (it is still the starter stub)"
+    result.signature = load.functions.get(exercise, {}).get("signature")
+    ungradable = _ungradable(exercise, submission, static, load)
+    if ungradable is not None:
+        result.status, result.message = ungradable
         return run
     forbidden = [f.api for f in rules.forbidden] if rules is not None else []
     probe = _probe_backends(exercise, candidates, sessions[0], fn_static, forbidden, options.limits)
@@ -255,6 +240,38 @@ def _grade_exercise(
         only = sorted({b for c in skipped for b in c.backends})
         result.backend_notes.append(f"{len(skipped)} case(s) apply only to {', '.join(only)} and were not run for this submission")
         result.max_score -= sum(c.points for c in skipped if set(c.backends) & set(candidates))
+    _run_cases(applicable, backends, options, submission, sessions, run, deadline, forbidden)
+    if rules is not None and _rules_selected(rules, options):
+        result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
+    score_exercise(result)
+    if run.evidence:
+        diagnose(run)
+    return run
+
+
+def _ungradable(exercise: str, submission: Submission, static: StaticReport, load: LoadReport) -> tuple[str, str] | None:
+    """(status, message) when the exercise cannot be run at all: load failure, missing, wrong signature, stub."""
+    contract = EXERCISES[exercise]
+    info = load.functions.get(exercise)
+    fn_static = static.functions.get(exercise)
+    if not load.ok:
+        return "load_error", f"the submission could not be loaded: {load.fatal}"
+    if info is None:
+        return "missing", _missing_message(exercise, submission, static)
+    if not info.get("callable"):
+        return "signature_error", f"{exercise} is a {info.get('type')}, not a function; define it with def {contract.signature}:"
+    if not info.get("bindable", True):
+        return "signature_error", f"{info.get('signature', exercise)} cannot be called as {contract.signature}: {info.get('bind_error')}"
+    if fn_static is not None and fn_static.is_stub:
+        return "not_implemented", f"{exercise} is not implemented yet (it is still the starter stub)"
+    return None
+
+
+def _run_cases(
+    cases: list[Case], backends: list[str], options: GradeOptions, submission: Submission, sessions: list[WorkerSession], run: ExerciseRun, deadline: float, forbidden: list[str]
+) -> None:
+    """Run the cases, one per worker at a time, and merge their results in spec order (so the
+    report does not depend on which worker finished first)."""
     idle: queue.Queue[WorkerSession] = queue.Queue()
     for each in sessions:
         idle.put(each)
@@ -262,24 +279,18 @@ def _grade_exercise(
     def one_case(case: Case) -> tuple[CaseResult, ExerciseRun]:
         session = idle.get()
         try:
-            part = ExerciseRun(result)
+            part = ExerciseRun(run.result)
             return _run_case(case, backends, options, submission, session, part, deadline, forbidden), part
         finally:
             idle.put(session)
 
     with ThreadPoolExecutor(max_workers=len(sessions)) as executor:
-        finished = list(executor.map(one_case, applicable))
-    for case_result, part in finished:  # merged in spec order, so reports do not depend on timing
-        result.cases.append(case_result)
+        finished = list(executor.map(one_case, cases))
+    for case_result, part in finished:
+        run.result.cases.append(case_result)
         run.evidence.extend(part.evidence)
         run.passed_evidence.extend(part.passed_evidence)
         run.tripwires.extend(t for t in part.tripwires if t not in run.tripwires)
-    if rules is not None and _rules_selected(rules, options):
-        result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
-    score_exercise(result)
-    if run.evidence:
-        diagnose(run)
-    return run
 
 
 def _missing_message(exercise: str, submission: Submission, static: StaticReport) -> str:
