@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .exercises import BLOCK_PARAM_SHAPES, EXERCISES, d_head_of
+from .reference import numpy_ref
 from .specmodel import InputSpec
 
 MASK_NDIM = {
@@ -194,13 +195,13 @@ def generate_inputs(exercise: str, spec: InputSpec, dims: dict[str, int] | None 
                 "W_out": _normal(rng, (F, Dm), 1 / math.sqrt(F)),
                 "b_out": _normal(rng, (Dm,), 0.1),
             }
-            normed = _layer_norm(x, params["ln1_g"], params["ln1_b"])
+            normed = numpy_ref.layer_norm(x, params["ln1_g"], params["ln1_b"])
         else:
             params = w
             normed = x
         if spec.score_scale:
-            q = _split(normed @ params["W_Q"], H)
-            k = _split(normed @ params["W_K"], H)
+            q = numpy_ref.split_heads(normed @ params["W_Q"], H)
+            k = numpy_ref.split_heads(normed @ params["W_K"], H)
             params["W_Q"] = params["W_Q"] * _score_factor(q, k, Dh, spec.score_scale)
         mask = make_mask(spec.mask, rng, B, H, T, T)
         if exercise == "transformer_block":
@@ -208,16 +209,6 @@ def generate_inputs(exercise: str, spec: InputSpec, dims: dict[str, int] | None 
         else:
             args = {"x": x, **params, "n_heads": H, "mask": mask}
     return Inputs(exercise, args, dims, spec.mask, seed)
-
-
-def _split(x: np.ndarray, n_heads: int) -> np.ndarray:
-    B, T, D = x.shape
-    return x.reshape(B, T, n_heads, D // n_heads).transpose(0, 2, 1, 3)
-
-
-def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + 1e-5) * g + b
 
 
 # ---------------------------------------------------------------- literal inputs

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .reference import variants
+from .reference.variants import is_torch
 
 COURSE = {
     "formula": "course text 003, 'The Attention Formula': softmax(Q K^T / sqrt(d_k)) V, softmax over the last axis (dim=-1)",
@@ -79,10 +80,6 @@ def _variant(exercise: str, knobs: dict[str, Any]) -> Callable[..., Any]:
 # ---------------------------------------------------------------- structural implementations
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def _reference(exercise: str) -> Callable[..., Any]:
     return _variant(exercise, {})
 
@@ -90,7 +87,7 @@ def _reference(exercise: str) -> Callable[..., Any]:
 def _wrong_dtype(exercise: str) -> Callable[..., Any]:
     def run(*args: Any) -> Any:
         out = _reference(exercise)(*args)
-        return out.double() if _is_torch(out) else out.astype(np.float64)
+        return out.double() if is_torch(out) else out.astype(np.float64)
 
     return run
 
@@ -98,7 +95,7 @@ def _wrong_dtype(exercise: str) -> Callable[..., Any]:
 def _wrong_array_type(exercise: str) -> Callable[..., Any]:
     def run(*args: Any) -> Any:
         out = _reference(exercise)(*args)
-        return out.detach().cpu().numpy() if _is_torch(out) else out.tolist()
+        return out.detach().cpu().numpy() if is_torch(out) else out.tolist()
 
     return run
 
@@ -107,7 +104,7 @@ def _modifies_inputs(exercise: str) -> Callable[..., Any]:
     def run(*args: Any) -> Any:
         out = _reference(exercise)(*args)
         first = args[0]
-        if _is_torch(first):
+        if is_torch(first):
             first.mul_(2.0)
         else:
             first *= 2.0
@@ -130,7 +127,7 @@ def _batch_one_only(exercise: str) -> Callable[..., Any]:
         else:
             args[0] = args[0][:1]
         one = _reference(exercise)(*args)
-        if _is_torch(one):
+        if is_torch(one):
             return one.expand(B, *one.shape[1:]).clone()
         return np.repeat(one, B, axis=0)
 
@@ -144,7 +141,7 @@ def _numpy_roundtrip(exercise: str) -> Callable[..., Any]:
     def to_np(a: Any) -> Any:
         if isinstance(a, dict):
             return {k: to_np(v) for k, v in a.items()}
-        return a.detach().cpu().numpy() if _is_torch(a) else a
+        return a.detach().cpu().numpy() if is_torch(a) else a
 
     def run(*args: Any) -> Any:
         import torch

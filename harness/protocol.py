@@ -88,6 +88,11 @@ def _read_exact(fd: int, size: int, deadline: float | None, first: bool = False)
 # ------------------------------------------------------------ values <-> JSON nodes + buffers
 
 
+def mib(nbytes: float) -> str:
+    """A byte count as '1 MiB', '0.5 MiB' (for output-limit messages on both sides)."""
+    return f"{float(nbytes) / (1 << 20):.3g} MiB"
+
+
 def float_to_json(value: float) -> Any:
     """JSON has no inf/NaN: encode them as strings."""
     return value if math.isfinite(value) else repr(value)

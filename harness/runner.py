@@ -26,7 +26,7 @@ from . import callexec
 from .errors import WorkerError
 from .exercises import FUNCTIONS
 from .inputs import Inputs
-from .protocol import ProtocolError, Timeout, decode_float64, encode_input, recv, send
+from .protocol import ProtocolError, Timeout, decode_float64, encode_input, mib, recv, send
 
 WORKER_MARGIN_S = 5.0
 
@@ -111,9 +111,6 @@ class CallOutcome:
         return self.status
 
 
-def _mib(nbytes: float) -> str:
-    return f"{float(nbytes) / (1 << 20):.3g} MiB"
-
 
 def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
     """Build a CallOutcome from a worker reply; malformed parts become notes, never exceptions."""
@@ -155,7 +152,7 @@ def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
         outcome.status = "output_limit"
         # The capture file stops growing just past the limit, so its size says nothing more.
         limit = reply.get("output_limit")
-        outcome.detail = f"more than the {_mib(limit)} output limit" if isinstance(limit, int) else f"{_mib(reply['output_exceeded'])} of output, more than the limit"
+        outcome.detail = f"more than the {mib(limit)} output limit" if isinstance(limit, int) else f"{mib(reply['output_exceeded'])} of output, more than the limit"
     return outcome
 
 

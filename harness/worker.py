@@ -33,7 +33,7 @@ from typing import Any
 
 from . import callexec
 from .exercises import FUNCTIONS
-from .protocol import ProtocolError, Timeout, recv, send
+from .protocol import ProtocolError, Timeout, mib, recv, send
 
 OUTPUT_HEAD = 6000
 OUTPUT_TAIL = 2000
@@ -146,9 +146,6 @@ def _read_capture(f: io.BufferedRandom) -> dict[str, Any]:
         text = f"{head}\n... [{size - OUTPUT_HEAD - OUTPUT_TAIL} bytes not shown] ...\n{tail}"
     return {"text": text, "bytes": size}
 
-
-def _mib(nbytes: float) -> str:
-    return f"{float(nbytes) / (1 << 20):.3g} MiB"
 
 
 class _ChunkTimeout(BaseException):
@@ -297,7 +294,7 @@ class Zygote:
             text, line, file = callexec.format_learner_traceback(exc, self.learner_files)
             message = f"called sys.exit({exc.code!r}) at load time" if isinstance(exc, SystemExit) else callexec._safe_str(exc)
             if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
-                message = f"printed more than the {_mib(self.limits['output_bytes'])} output limit at load time (the output was cut off); print less"
+                message = f"printed more than the {mib(self.limits['output_bytes'])} output limit at load time (the output was cut off); print less"
             return flags, {"type": type(exc).__name__, "message": message, "line": line, "file": file or chunk["filename"], "traceback": text}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

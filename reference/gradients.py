@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from . import numpy_ref
-from .numpy_ref import LAYER_NORM_EPS, merge_heads, softmax, split_heads
+from .numpy_ref import LAYER_NORM_EPS, attention_pattern, erf, merge_heads, split_heads
 
 __all__ = ["manual_attention_vjp", "multi_head_attention_vjp", "transformer_block_vjp"]
 
@@ -38,15 +38,6 @@ def _sum_to_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # manual_attention
 # --------------------------------------------------------------------------------------------
-
-
-def _attention_forward(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The softmax pattern softmax(Q K^T / sqrt(d_head) + mask), shape (B, H, Tq, Tk)."""
-    D = Q.shape[-1]
-    scores = (Q @ np.swapaxes(K, -1, -2)) / math.sqrt(D)  # (B, H, Tq, Tk)
-    if mask is not None:
-        scores = scores + mask  # (Tq, Tk) or (B, H, Tq, Tk) broadcasts
-    return softmax(scores, axis=-1)  # (B, H, Tq, Tk); blocked entries are exactly 0
 
 
 def _attention_backward(
@@ -71,7 +62,7 @@ def manual_attention_vjp(
 ) -> dict[str, np.ndarray]:
     """Gradients of sum(manual_attention(Q, K, V, mask) * grad_out) w.r.t. Q, K and V."""
     Q, K, V, grad_out = _f64(Q), _f64(K), _f64(V), _f64(grad_out)
-    pattern = _attention_forward(Q, K, V, _f64_mask(mask))  # (B, H, Tq, Tk)
+    pattern = attention_pattern(Q, K, _f64_mask(mask))  # (B, H, Tq, Tk)
     grad_Q, grad_K, grad_V = _attention_backward(Q, K, V, pattern, grad_out)
     return {"Q": grad_Q, "K": grad_K, "V": grad_V}
 
@@ -96,7 +87,7 @@ def _mha_backward(
     q = split_heads(x @ W_Q, n_heads)  # (B, H, T, Dh)
     k = split_heads(x @ W_K, n_heads)  # (B, H, T, Dh)
     v = split_heads(x @ W_V, n_heads)  # (B, H, T, Dh)
-    pattern = _attention_forward(q, k, v, mask)  # (B, H, T, T)
+    pattern = attention_pattern(q, k, mask)  # (B, H, T, T)
     merged = merge_heads(pattern @ v)  # (B, T, d_model)
 
     # out = merged @ W_O
@@ -161,12 +152,9 @@ def _layer_norm_backward(
     return grad_x, grad_g, grad_b
 
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-
-
 def _gelu_derivative(u: np.ndarray) -> np.ndarray:
     """d/du [u * Phi(u)] = Phi(u) + u * phi(u), the exact-erf GELU's slope."""
-    cdf = 0.5 * (1.0 + _erf(u / math.sqrt(2.0)))  # Phi(u)
+    cdf = 0.5 * (1.0 + erf(u / math.sqrt(2.0)))  # Phi(u)
     pdf = np.exp(-0.5 * u**2) / math.sqrt(2.0 * math.pi)  # phi(u)
     return cdf + u * pdf
 

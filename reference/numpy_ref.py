@@ -25,14 +25,19 @@ def causal_mask(seq_len: int, dtype=np.float64) -> np.ndarray:
     return np.triu(np.full((seq_len, seq_len), -np.inf, dtype=dtype), k=1)
 
 
-def manual_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """softmax(Q K^T / sqrt(d_head) + mask) V, softmax over the key axis."""
+def attention_pattern(Q: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """softmax(Q K^T / sqrt(d_head) + mask) over the key axis: how much each query reads each key."""
     B, H, Tq, D = Q.shape
     scores = (Q @ np.swapaxes(K, -1, -2)) / math.sqrt(D)  # (B, H, Tq, Tk)
     if mask is not None:
         # (Tq, Tk) or (B, H, Tq, Tk); cast so a float64 mask cannot promote float32 scores
         scores = scores + np.asarray(mask).astype(scores.dtype, copy=False)
-    pattern = softmax(scores, axis=-1)  # (B, H, Tq, Tk), each row sums to 1
+    return softmax(scores, axis=-1)  # (B, H, Tq, Tk), each row sums to 1
+
+
+def manual_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """softmax(Q K^T / sqrt(d_head) + mask) V, softmax over the key axis."""
+    pattern = attention_pattern(Q, K, mask)  # (B, H, Tq, Tk)
     return pattern @ V  # (B, H, Tq, Dv)
 
 
@@ -72,12 +77,13 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = LAYER_N
     return (x - mean) / np.sqrt(var + eps) * g + b
 
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+erf = np.vectorize(math.erf, otypes=[np.float64])
+erf.__doc__ = "The error function, elementwise, in float64 (NumPy has none; math.erf per element)."
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """Exact GELU, x * Phi(x), with the error function (not the tanh approximation)."""
-    return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+    return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
 
 
 def transformer_block(x: np.ndarray, params: dict, n_heads: int, mask: np.ndarray | None = None) -> np.ndarray:

@@ -18,61 +18,61 @@ from . import numpy_ref
 # ---------------------------------------------------------------- backend ops
 
 
-def _is_torch(x: Any) -> bool:
+def is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
 def _swap(x: Any) -> Any:
-    return x.transpose(-2, -1) if _is_torch(x) else np.swapaxes(x, -1, -2)
+    return x.transpose(-2, -1) if is_torch(x) else np.swapaxes(x, -1, -2)
 
 
 def _permute(x: Any, axes: tuple[int, ...]) -> Any:
-    return x.permute(*axes) if _is_torch(x) else x.transpose(axes)
+    return x.permute(*axes) if is_torch(x) else x.transpose(axes)
 
 
 def _max(x: Any, axis: int) -> Any:
-    return x.amax(dim=axis, keepdim=True) if _is_torch(x) else x.max(axis=axis, keepdims=True)
+    return x.amax(dim=axis, keepdim=True) if is_torch(x) else x.max(axis=axis, keepdims=True)
 
 
 def _sum(x: Any, axis: int) -> Any:
-    return x.sum(dim=axis, keepdim=True) if _is_torch(x) else x.sum(axis=axis, keepdims=True)
+    return x.sum(dim=axis, keepdim=True) if is_torch(x) else x.sum(axis=axis, keepdims=True)
 
 
 def _mean(x: Any, axis: int) -> Any:
-    return x.mean(dim=axis, keepdim=True) if _is_torch(x) else x.mean(axis=axis, keepdims=True)
+    return x.mean(dim=axis, keepdim=True) if is_torch(x) else x.mean(axis=axis, keepdims=True)
 
 
 def _exp(x: Any) -> Any:
-    return x.exp() if _is_torch(x) else np.exp(x)
+    return x.exp() if is_torch(x) else np.exp(x)
 
 
 def _sqrt(x: Any) -> Any:
-    return x.sqrt() if _is_torch(x) else np.sqrt(x)
+    return x.sqrt() if is_torch(x) else np.sqrt(x)
 
 
 def _tanh(x: Any) -> Any:
-    return x.tanh() if _is_torch(x) else np.tanh(x)
+    return x.tanh() if is_torch(x) else np.tanh(x)
 
 
 def _erf(x: Any) -> Any:
-    if _is_torch(x):
+    if is_torch(x):
         return x.erf()
-    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype, copy=False)
+    return numpy_ref.erf(x).astype(x.dtype, copy=False)
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
-    if _is_torch(a) or _is_torch(b):
+    if is_torch(a) or is_torch(b):
         import torch
 
-        ref = a if _is_torch(a) else b
-        a = a if _is_torch(a) else torch.as_tensor(a, dtype=ref.dtype)
-        b = b if _is_torch(b) else torch.as_tensor(b, dtype=ref.dtype)
+        ref = a if is_torch(a) else b
+        a = a if is_torch(a) else torch.as_tensor(a, dtype=ref.dtype)
+        b = b if is_torch(b) else torch.as_tensor(b, dtype=ref.dtype)
         return torch.where(cond, a, b)
     return np.where(cond, a, b)
 
 
 def _cat(xs: list[Any], axis: int) -> Any:
-    if _is_torch(xs[0]):
+    if is_torch(xs[0]):
         import torch
 
         return torch.cat(xs, dim=axis)
@@ -84,7 +84,7 @@ def _neg_inf_like(x: Any) -> Any:
 
 
 def _as_mask(mask: Any, like: Any) -> Any:
-    if _is_torch(like):
+    if is_torch(like):
         return mask.to(like.dtype)
     return np.asarray(mask).astype(like.dtype, copy=False)
 
@@ -152,7 +152,7 @@ def causal_mask(seq_len: int, *, like: Any = None, diagonal: int = 1, keep01: bo
         m = np.tril(np.ones((seq_len, seq_len)))
     else:
         m = np.triu(np.full((seq_len, seq_len), -np.inf), k=diagonal)
-    if like is not None and _is_torch(like):
+    if like is not None and is_torch(like):
         import torch
 
         return torch.as_tensor(m)
@@ -184,7 +184,7 @@ def split_heads(x: Any, n_heads: int, how: str = "ok") -> Any:
 def merge_heads(heads: Any, how: str = "ok") -> Any:
     B, H, T, Dh = heads.shape
     if how == "reversed":
-        heads = heads[:, list(range(H - 1, -1, -1))] if _is_torch(heads) else heads[:, ::-1]
+        heads = heads[:, list(range(H - 1, -1, -1))] if is_torch(heads) else heads[:, ::-1]
     if how == "sum":
         return heads.sum(1)  # (B, T, Dh): heads added instead of concatenated
     return _permute(heads, (0, 2, 1, 3)).reshape(B, T, H * Dh)
