@@ -8,6 +8,7 @@ anything with an expected value: verdicts are the grader's job.
 
 from __future__ import annotations
 
+import builtins
 import reprlib
 import sys
 import time
@@ -16,17 +17,39 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .protocol import ProtocolError, decode_float64
+from .protocol import Call, CallReply, ErrorInfo, OutputDesc, ProtocolError, decode_float64
 
 MAX_OUTPUT_ELEMENTS = 8_000_000
 
-# Captured before any learner code runs, so a submission that monkeypatches numpy at import time
-# cannot change how inputs are built or outputs are read back.
+# Captured before any learner code runs, so a submission that monkeypatches numpy (or builtins)
+# at import time cannot change how inputs are built or outputs are read back. A returned value is
+# read only through base-class descriptors and methods (np.ndarray.dtype.__get__, ndarray.tobytes,
+# torch's TensorBase under DisableTorchFunction): attributes, properties, __class__, __array__ and
+# __torch_function__ that the object defines are never consulted.
 _np_frombuffer = np.frombuffer
 _np_asarray = np.asarray
 _np_ascontiguousarray = np.ascontiguousarray
 _np_float64 = np.float64
 _ndarray = np.ndarray
+_nd_dtype = np.ndarray.dtype.__get__  # type: ignore[attr-defined]
+_nd_shape = np.ndarray.shape.__get__  # type: ignore[attr-defined]
+_nd_view = np.ndarray.view
+_nd_tobytes = np.ndarray.tobytes
+_nd_astype = np.ndarray.astype
+_type = builtins.type
+_issubclass = builtins.issubclass
+_len = builtins.len
+_str = builtins.str
+_repr = builtins.repr
+_tuple = builtins.tuple
+_list = builtins.list
+_getprofile = sys.getprofile
+_perf_counter = time.perf_counter
+_TYPE_NAME = type.__dict__["__name__"].__get__
+_setprofile = sys.setprofile
+_SAFE_REPR = (str, bytes, int, float, complex, bool)
+_NUMBERS = (int, float, bool)
+_NP_SCALARS = frozenset(t for t in np.sctypeDict.values() if isinstance(t, type))
 _torch_refs: dict[str, Any] = {}
 
 
@@ -40,11 +63,32 @@ def prepare_torch() -> None:
     # ~500 modules, sympy among them, about 0.3 s.)
     probe = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
     torch.autograd.grad((probe @ probe).softmax(-1).sum(), [probe], allow_unused=True)
+    base = getattr(torch._C, "TensorBase", None) or torch._C._TensorBase
     _torch_refs.update(
         torch=torch,
         Tensor=torch.Tensor,
+        base=base,
+        no_tf=torch._C.DisableTorchFunction,
         from_numpy=torch.from_numpy,
         grad=torch.autograd.grad,
+        t_dtype=base.dtype.__get__,
+        t_shape=base.shape.__get__,
+        t_device=base.device.__get__,
+        t_requires_grad=base.requires_grad.__get__,
+        t_detach=base.detach,
+        t_to=base.to,
+        t_float=base.float,
+        t_contiguous=base.contiguous,
+        t_view=base.view,
+        t_numpy=base.numpy,
+        t_clone=base.clone,
+        t_requires_grad_=base.requires_grad_,
+        t_resolve_conj=base.resolve_conj,
+        t_resolve_neg=base.resolve_neg,
+        t_mul=base.mul,
+        t_sum=base.sum,
+        uint8=torch.uint8,
+        half_types=(torch.float16, torch.bfloat16),
         dtypes={
             "float64": torch.float64,
             "float32": torch.float32,
@@ -56,6 +100,10 @@ def prepare_torch() -> None:
 
 def torch_ready() -> bool:
     return bool(_torch_refs)
+
+
+def _is_tensor(value: Any) -> bool:
+    return bool(_torch_refs) and _issubclass(_type(value), _torch_refs["base"])
 
 
 def warm_up() -> None:
@@ -77,14 +125,18 @@ def warm_up() -> None:
 
 def _to_backend(arr: np.ndarray, backend: str, dtype: str) -> Any:
     if backend == "numpy":
-        return arr.astype(dtype)
+        return _nd_astype(arr, dtype)
     if not _torch_refs:
         prepare_torch()
-    return _torch_refs["from_numpy"](arr).to(_torch_refs["dtypes"][dtype])
+    t = _torch_refs
+    with t["no_tf"]():
+        return t["t_to"](t["from_numpy"](arr), t["dtypes"][dtype])
 
 
-def decode_args(nodes: list[dict[str, Any]], buffers: list[bytes], backend: str, dtype: str) -> list[Any]:
-    def build(node: dict[str, Any]) -> Any:
+def decode_args(nodes: list[Any], buffers: list[bytes], backend: str, dtype: str) -> list[Any]:
+    def build(node: Any, depth: int) -> Any:
+        if _type(node) is not dict or depth > 4:
+            raise ProtocolError("an input node is not an object")
         kind = node.get("t")
         if kind == "none":
             return None
@@ -95,26 +147,30 @@ def decode_args(nodes: list[dict[str, Any]], buffers: list[bytes], backend: str,
         if kind == "array":
             return _to_backend(decode_float64(node, buffers), backend, dtype)
         if kind == "dict":
-            return {k: build(v) for k, v in node["items"].items()}
+            return {k: build(v, depth + 1) for k, v in node["items"].items()}
         raise ProtocolError(f"unknown input node {kind!r}")
 
-    return [build(n) for n in nodes]
+    return [build(n, 0) for n in nodes]
 
 
 def _array_bytes(value: Any) -> bytes | None:
-    if isinstance(value, _ndarray):
-        return value.tobytes()
-    torch = _torch_refs.get("torch")
-    if torch is not None and isinstance(value, _torch_refs["Tensor"]):
-        return value.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
+    """The raw bytes of an array or tensor, read with base-class methods only."""
+    kind = _type(value)
+    if _issubclass(kind, _ndarray):
+        return _nd_tobytes(value)
+    if _is_tensor(value):
+        t = _torch_refs
+        with t["no_tf"]():
+            host = t["t_contiguous"](t["t_to"](t["t_detach"](value), "cpu"))
+            return _nd_tobytes(t["t_numpy"](t["t_view"](host, t["uint8"])))
     return None
 
 
 def _snapshot(args: list[Any], names: list[str]) -> dict[str, bytes]:
     snap: dict[str, bytes] = {}
     for name, value in zip(names, args):
-        if isinstance(value, dict):
-            for key, sub in value.items():
+        if _type(value) is dict:
+            for key, sub in _list(dict.items(value)):
                 b = _array_bytes(sub)
                 if b is not None:
                     snap[f"{name}.{key}"] = b
@@ -128,66 +184,106 @@ def _snapshot(args: list[Any], names: list[str]) -> dict[str, bytes]:
 # ---------------------------------------------------------------- outputs
 
 
-def _dtype_name(value: Any) -> str:
-    return str(value.dtype).replace("torch.", "")
+def _qualname(kind: type) -> str:
+    module = type.__dict__["__module__"].__get__(kind)
+    name = type.__dict__["__qualname__"].__get__(kind)
+    return f"{module}.{name}" if _type(module) is str and _type(name) is str else "object"
 
 
 def describe_output(value: Any, buffers: list[bytes]) -> dict[str, Any]:
-    """What the function returned: kind, type, dtype, shape, and its values as float64 bytes."""
-    torch = _torch_refs.get("torch")
+    """What the function returned: kind, type, dtype, shape, and its values as float64 bytes.
+
+    Reads only through base-class descriptors (never the object's own attributes) and runs no
+    code the learner wrote: a lying `dtype` property, a faked `__class__`, `__array__` or
+    `__torch_function__` change nothing."""
+    kind = _type(value)
     if value is None:
         return {"kind": "none", "type": "NoneType"}
-    if isinstance(value, _ndarray):
-        desc: dict[str, Any] = {"kind": "ndarray", "type": "numpy.ndarray", "dtype": _dtype_name(value), "shape": list(value.shape)}
-        return _with_values(desc, value, buffers)
-    if torch is not None and isinstance(value, _torch_refs["Tensor"]):
-        desc = {
-            "kind": "tensor",
-            "type": "torch.Tensor",
-            "dtype": _dtype_name(value),
-            "shape": list(value.shape),
-            "device": str(value.device),
-            "requires_grad": bool(value.requires_grad),
-        }
-        host = value.detach().to("cpu")
-        if host.dtype in (torch.bfloat16, torch.float16):
-            host = host.float()
-        try:
-            plain = host.resolve_conj().resolve_neg().numpy()
-        except (TypeError, RuntimeError) as exc:
-            desc["unreadable"] = f"cannot read the tensor's values: {exc}"
+    if _issubclass(kind, _ndarray):
+        dtype = _nd_dtype(value)
+        base = _nd_view(value, _ndarray)
+        desc: dict[str, Any] = {"kind": "ndarray", "type": "numpy.ndarray", "dtype": _str(dtype), "shape": _list(_nd_shape(value))}
+        return _with_values(desc, base, buffers)
+    if _is_tensor(value):
+        return _describe_tensor(value, buffers)
+    if kind is list or kind is tuple:
+        desc = {"kind": kind.__name__, "type": kind.__name__, "length": _len(value)}
+        if not _plain_numbers(value, 0):
+            desc["unreadable"] = "not a rectangular list of numbers (it holds other objects)"
             return desc
-        return _with_values(desc, plain, buffers)
-    if isinstance(value, (list, tuple)):
-        desc = {"kind": type(value).__name__, "type": type(value).__name__, "length": len(value)}
         try:
             arr = _np_asarray(value, dtype=_np_float64)
         except Exception as exc:  # noqa: BLE001 - any failure just means "not an array of numbers"
-            desc["unreadable"] = f"not a rectangular list of numbers ({type(exc).__name__})"
+            desc["unreadable"] = f"not a rectangular list of numbers ({_type(exc).__name__})"
             return desc
-        desc["shape"] = list(arr.shape)
+        desc["shape"] = _list(_nd_shape(arr))
         return _with_values(desc, arr, buffers)
-    if isinstance(value, (bool, int, float, complex, np.generic)):
-        return {"kind": "scalar", "type": type(value).__name__, "repr": reprlib.repr(value)}
-    return {"kind": "other", "type": f"{type(value).__module__}.{type(value).__qualname__}", "repr": _safe_repr(value)}
+    if kind in _SAFE_REPR or kind in _NP_SCALARS:
+        return {"kind": "scalar", "type": kind.__name__, "repr": reprlib.repr(value)}
+    return {"kind": "other", "type": _qualname(kind), "repr": f"<{_qualname(kind)} object>"}
 
 
-def _safe_repr(value: Any) -> str:
-    try:
-        return reprlib.repr(value)
-    except Exception:  # noqa: BLE001 - a learner object whose __repr__ raises
-        return "<unprintable>"
+def _fit(desc: dict[str, Any]) -> dict[str, Any]:
+    """A description within the protocol's limits: a 40-dimensional array or a 10 kB type name is
+    described as unreadable, not sent as a message the grader must refuse."""
+    for key, size in (("type", 300), ("dtype", 64), ("device", 64), ("repr", 4000)):
+        if _type(desc.get(key)) is str and _len(desc[key]) > size:
+            desc[key] = desc[key][: size - 3] + "..."
+    if _type(desc.get("shape")) is list and _len(desc["shape"]) > 32:
+        desc["unreadable"] = f"the output has {_len(desc['shape'])} dimensions"
+        desc["shape"] = None
+        desc.pop("values", None)
+    return desc
+
+
+def _plain_numbers(value: Any, depth: int) -> bool:
+    """True if a list/tuple holds only plain numbers, numpy scalars, base ndarrays or such lists:
+    converting it then runs no code of the learner's."""
+    if depth > 32:
+        return False
+    for item in value:
+        kind = _type(item)
+        if kind in _NUMBERS or kind is _ndarray or kind in _NP_SCALARS:
+            continue
+        if (kind is list or kind is tuple) and _plain_numbers(item, depth + 1):
+            continue
+        return False
+    return True
+
+
+def _describe_tensor(value: Any, buffers: list[bytes]) -> dict[str, Any]:
+    t = _torch_refs
+    with t["no_tf"]():
+        dtype = t["t_dtype"](value)
+        desc: dict[str, Any] = {
+            "kind": "tensor",
+            "type": "torch.Tensor",
+            "dtype": _str(dtype).replace("torch.", ""),
+            "shape": [int(s) for s in t["t_shape"](value)],
+            "device": _str(t["t_device"](value)),
+            "requires_grad": bool(t["t_requires_grad"](value)),
+        }
+        try:
+            host = t["t_to"](t["t_detach"](value), "cpu")
+            if dtype in t["half_types"]:
+                host = t["t_float"](host)
+            plain = t["t_numpy"](t["t_resolve_neg"](t["t_resolve_conj"](host)))
+        except (TypeError, RuntimeError) as exc:
+            desc["unreadable"] = f"cannot read the tensor's values: {_safe_str(exc)}"
+            return desc
+    return _with_values(desc, plain, buffers)
 
 
 def _with_values(desc: dict[str, Any], arr: np.ndarray, buffers: list[bytes]) -> dict[str, Any]:
-    if arr.dtype.kind not in "fiub":
-        desc["unreadable"] = f"values of dtype {arr.dtype} cannot be compared with real numbers"
+    dtype = _nd_dtype(arr)
+    if dtype.kind not in "fiub":
+        desc["unreadable"] = f"values of dtype {dtype} cannot be compared with real numbers"
         return desc
     if arr.size > MAX_OUTPUT_ELEMENTS:
         desc["unreadable"] = f"output has {arr.size} elements, too many to compare"
         return desc
-    buffers.append(_np_ascontiguousarray(arr, dtype=_np_float64).tobytes())
-    desc["values"] = len(buffers) - 1
+    buffers.append(_nd_tobytes(_np_ascontiguousarray(arr, dtype=_np_float64)))
+    desc["values"] = _len(buffers) - 1
     return desc
 
 
@@ -200,6 +296,11 @@ class Tripwires:
     Two nets: the forbidden objects are swapped for recording wrappers (on their module and in
     the learner's globals), which also catches names built at run time; and sys.setprofile sees
     calls through references the learner captured elsewhere. Both are undone on exit.
+
+    Learner code can reach this object through stack frames or the garbage collector. So the
+    wrappers and the profiler record through closures (not attributes), and `intact()` checks,
+    after the call, that the profiler and every wrapper are still in place and that no recorded
+    hit was removed: a submission that switches the nets off is caught, not believed.
     """
 
     def __init__(self, apis: list[str], learner_files: set[str], namespace: dict[str, Any] | None = None):
@@ -210,6 +311,7 @@ class Tripwires:
         self.hits: list[dict[str, Any]] = []
         self.targets: list[tuple[str, Any, str, Any]] = []
         self.undo: list[tuple[Any, str, Any]] = []
+        self.installed: list[tuple[Any, str, Any]] = []
         for api in apis:
             found = _resolve(api)
             if found is None:
@@ -225,44 +327,52 @@ class Tripwires:
                 self.codes[target.__code__] = api
             else:
                 self.builtins[id(target)] = api
+        self.record, self.profile, self.count = self._closures()
 
-    def _learner_line(self, frame: Any) -> tuple[str, int] | None:
-        while frame is not None:
-            if frame.f_code.co_filename in self.learner_files:
-                return frame.f_code.co_filename, frame.f_lineno
-            frame = frame.f_back
-        return None
+    def _closures(self) -> tuple[Callable[[str, Any], None], Callable[..., None], Callable[[], tuple[int, list[Any]]]]:
+        """record/profile/count functions that hold their state in closure cells."""
+        hits, learner_files = self.hits, frozenset(self.learner_files)
+        builtins_map, codes = dict(self.builtins), dict(self.codes)
+        seen: list[Any] = []
+        getframe_line = _learner_line
 
-    def record(self, api: str, frame: Any) -> None:
-        if len(self.hits) < 20:
-            where = self._learner_line(frame)
-            hit = {"api": api, "file": where[0] if where else None, "line": where[1] if where else None}
-            if hit not in self.hits:
-                self.hits.append(hit)
+        def record(api: str, frame: Any) -> None:
+            if _len(seen) < 20:
+                where = getframe_line(frame, learner_files)
+                hit = {"api": api, "file": where[0] if where else None, "line": where[1] if where else None}
+                if hit not in seen:
+                    seen.append(hit)
+                    hits.append(dict(hit))
 
-    def _profile(self, frame: Any, event: str, arg: Any) -> None:
-        api = None
-        if event == "c_call":
-            api = self.builtins.get(id(arg))
-        elif event == "call":
-            api = self.codes.get(frame.f_code)
-        if api is not None:
-            self.record(api, frame if event == "c_call" else frame.f_back)
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            api = None
+            if event == "c_call":
+                api = builtins_map.get(id(arg))
+            elif event == "call":
+                api = codes.get(frame.f_code)
+            if api is not None:
+                record(api, frame if event == "c_call" else frame.f_back)
+
+        def count() -> tuple[int, list[Any]]:
+            return _len(seen), [dict(h) for h in seen]
+
+        return record, profile, count
 
     def _wrapper(self, api: str, target: Any) -> Any:
-        tripwires = self
+        record = self.record
+        getframe = sys._getframe
         if isinstance(target, type):
 
             class Tripped(target):  # type: ignore[valid-type, misc]
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
-                    tripwires.record(api, sys._getframe(1))
+                    record(api, getframe(1))
                     super().__init__(*args, **kwargs)
 
             Tripped.__name__, Tripped.__qualname__ = target.__name__, target.__qualname__
             return Tripped
 
         def tripped(*args: Any, **kwargs: Any) -> Any:
-            tripwires.record(api, sys._getframe(1))
+            record(api, getframe(1))
             return target(*args, **kwargs)
 
         tripped.__wrapped__ = target  # type: ignore[attr-defined]
@@ -274,6 +384,7 @@ class Tripwires:
             try:
                 setattr(owner, attr, wrapper)
                 self.undo.append((owner, attr, target))
+                self.installed.append((owner, attr, wrapper))
             except (AttributeError, TypeError):
                 pass
             if self.namespace is not None:
@@ -281,18 +392,46 @@ class Tripwires:
                     if value is target:
                         self.namespace[name] = wrapper
                         self.undo.append((self.namespace, name, target))
-        if self.builtins or self.codes:
-            sys.setprofile(self._profile)
+        self.profiling = bool(self.builtins or self.codes)
+        if self.profiling:
+            _setprofile(self.profile)
         return self
 
+    def intact(self) -> str | None:
+        """None if the nets are as they were installed; else what the learner's code changed."""
+        if self.profiling and _getprofile() is not self.profile:
+            return "it switched off the grader's call tracing"
+        for owner, attr, wrapper in self.installed:
+            if getattr(owner, attr, None) is not wrapper:
+                return f"it removed the grader's check on {getattr(owner, '__name__', '?')}.{attr}"
+        return None
+
+    def intact_after(self) -> str | None:
+        """After the nets are down: the nets must still be down (learner code ran since)."""
+        if _getprofile() is not None:
+            return "it installed its own call tracer in the grader's place"
+        return None
+
+    def final_hits(self) -> list[dict[str, Any]]:
+        """The hits as recorded in the closure (the `hits` attribute may have been edited)."""
+        return self.count()[1]
+
     def __exit__(self, *exc: Any) -> None:
-        sys.setprofile(None)
+        _setprofile(None)
         for owner, attr, target in reversed(self.undo):
             if isinstance(owner, dict):
                 owner[attr] = target
             else:
                 setattr(owner, attr, target)
         self.undo.clear()
+
+
+def _learner_line(frame: Any, learner_files: frozenset[str]) -> tuple[str, int] | None:
+    while frame is not None:
+        if frame.f_code.co_filename in learner_files:
+            return frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back
+    return None
 
 
 def _resolve(api: str) -> tuple[Any, str, Any] | None:
@@ -334,46 +473,61 @@ def execute_call(
     buffers: list[bytes],
     learner_files: set[str],
 ) -> tuple[dict[str, Any], list[bytes]]:
-    """Run one call request; always returns a response (header, buffers), whatever the function did."""
-    backend, dtype = header["backend"], header["dtype"]
-    names: list[str] = header["arg_names"]
-    args = decode_args(header["args"], buffers, backend, dtype)
-    grad_req = header.get("grad")
+    """Run one call request; always returns a response (header, buffers), whatever the function did.
+
+    The response says what happened (value, exception, mutation, forbidden calls); it decides
+    nothing: values are compared with the expected ones in the grader process only."""
+    call = Call.parse(header)
+    args = decode_args(call.args, buffers, call.backend, call.dtype)
     leaves: dict[str, Any] = {}
-    if grad_req:
-        args = _attach_grad(args, names, grad_req["wrt"], leaves)
-    before = _snapshot(args, names) if header.get("check_mutation", True) else {}
+    if call.grad:
+        args = _attach_grad(args, call.arg_names, call.grad.wrt, leaves)
+    before = _snapshot(args, call.arg_names) if call.check_mutation else {}
     out_buffers: list[bytes] = []
-    response: dict[str, Any] = {"status": "ok"}
-    tripwires = Tripwires(header.get("forbidden", []), learner_files, getattr(fn, "__globals__", None))
-    start = time.perf_counter()
+    tripwires = Tripwires(call.forbidden, learner_files, getattr(fn, "__globals__", None))
+    raised: BaseException | None = None
+    value: Any = None
+    start = _perf_counter()
+    tripwires.__enter__()
     try:
-        with tripwires:
-            value = fn(*args)
+        value = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - the capture point: SystemExit and KeyboardInterrupt included
-        response["duration"] = time.perf_counter() - start
-        text, line, file = format_learner_traceback(exc, learner_files)
-        response.update(status="raised", error={"type": type(exc).__name__, "message": _safe_str(exc), "traceback": text, "line": line, "file": file})
-        if isinstance(exc, SystemExit):
-            response["error"]["message"] = f"the function called sys.exit({exc.code!r})"
-        response["tripwires"] = tripwires.hits
-        return response, out_buffers
-    response["duration"] = time.perf_counter() - start
-    response["tripwires"] = tripwires.hits
+        raised = exc
+    finally:
+        duration = _perf_counter() - start
+        tampered = tripwires.intact()
+        tripwires.__exit__()
+    error = None
+    if raised is not None and tampered is None:
+        # The exception's __str__ is learner code: run it before the reply exists.
+        text, line, file = format_learner_traceback(raised, learner_files)
+        message = f"the function called sys.exit({_repr(raised.code) if _type(raised.code) in _SAFE_REPR or raised.code is None else _safe_str(raised.code)})" if _type(raised) is SystemExit else _safe_str(raised)
+        error = ErrorInfo(type=_TYPE_NAME(_type(raised))[:300], message=message, traceback=text[:8000], line=line, file=file)
+        tampered = tripwires.intact_after()
+    reply = CallReply(status="ok", duration=duration, tripwires=tripwires.final_hits())
+    if tampered is not None:
+        reply.status, reply.tampered = "corrupted", tampered
+        return reply.to_header(), []
+    if error is not None:
+        reply.status, reply.error = "raised", error
+        return reply.to_header(), out_buffers
     try:
-        response["output"] = describe_output(value, out_buffers)
+        reply.output = OutputDesc(**_fit(describe_output(value, out_buffers)))
     except Exception as exc:  # noqa: BLE001 - a returned object that breaks when inspected
-        response["output"] = {"kind": "other", "type": type(value).__name__, "unreadable": f"reading the output failed: {_safe_str(exc)}"}
-    after = _snapshot(args, names) if before else {}
-    response["mutated"] = sorted(k for k, v in before.items() if after.get(k) != v)
-    if grad_req:
-        response.update(_gradients(value, leaves, grad_req, buffers, out_buffers))
-    return response, out_buffers
+        del out_buffers[:]
+        reply.output = OutputDesc(kind="other", type=_qualname(_type(value))[:300], unreadable=f"reading the output failed: {_safe_str(exc)}")
+    after = _snapshot(args, call.arg_names) if before else {}
+    reply.mutated = sorted(k for k, v in before.items() if after.get(k) != v)
+    if call.grad:
+        grads = _gradients(value, leaves, call.grad.cotangent, buffers, out_buffers)
+        reply.grads, reply.grad_error, reply.grad_missing = grads.get("grads"), grads.get("grad_error"), grads.get("grad_missing", [])
+    return reply.to_header(), out_buffers
 
 
-def _safe_str(exc: BaseException) -> str:
+def _safe_str(exc: Any) -> str:
     try:
-        return str(exc)[:2000]
+        text = _str(exc) if _type(exc) is not str else exc
+        return text[:2000] if _type(text) is str else "<exception message could not be printed>"
     except Exception:  # noqa: BLE001
         return "<exception message could not be printed>"
 
@@ -381,51 +535,66 @@ def _safe_str(exc: BaseException) -> str:
 def _attach_grad(args: list[Any], names: list[str], wrt: list[str], leaves: dict[str, Any]) -> list[Any]:
     """Make the requested inputs autograd leaves; the function gets a clone, so an in-place edit
     of its input is a mutation (judged elsewhere), not an autograd error."""
+    t = _torch_refs
     out = list(args)
+
+    def leaf_for(key: str, value: Any) -> Any:
+        with t["no_tf"]():
+            leaf = t["t_requires_grad_"](t["t_clone"](t["t_detach"](value)), True)
+            leaves[key] = leaf
+            return t["t_clone"](leaf)
+
     for i, name in enumerate(names):
         value = out[i]
-        if isinstance(value, dict):
+        if _type(value) is dict:
             value = dict(value)
             for key in value:
                 if f"{name}.{key}" in wrt:
-                    leaf = value[key].detach().clone().requires_grad_(True)
-                    leaves[f"{name}.{key}"] = leaf
-                    value[key] = leaf.clone()
+                    value[key] = leaf_for(f"{name}.{key}", value[key])
             out[i] = value
         elif name in wrt:
-            leaf = value.detach().clone().requires_grad_(True)
-            leaves[name] = leaf
-            out[i] = leaf.clone()
+            out[i] = leaf_for(name, value)
     return out
 
 
-def _gradients(value: Any, leaves: dict[str, Any], grad_req: dict[str, Any], buffers: list[bytes], out_buffers: list[bytes]) -> dict[str, Any]:
-    torch = _torch_refs.get("torch")
-    if torch is None or not isinstance(value, _torch_refs["Tensor"]):
+def _gradients(value: Any, leaves: dict[str, Any], cot_node: Any, buffers: list[bytes], out_buffers: list[bytes]) -> dict[str, Any]:
+    t = _torch_refs
+    if not t or not _is_tensor(value):
         return {"grad_error": "the output is not a torch.Tensor, so no gradient can flow back to the inputs"}
-    cot = decode_float64(grad_req["cotangent"], buffers)
-    if tuple(value.shape) != cot.shape:
-        return {"grad_error": f"the output shape {tuple(value.shape)} is not {cot.shape}, so gradients were not compared"}
-    if not value.requires_grad:
+    cot = decode_float64(cot_node, buffers)
+    with t["no_tf"]():
+        shape = _tuple(int(s) for s in t["t_shape"](value))
+        requires_grad = bool(t["t_requires_grad"](value))
+        dtype = t["t_dtype"](value)
+    if shape != cot.shape:
+        return {"grad_error": f"the output shape {shape} is not {cot.shape}, so gradients were not compared"}
+    if not requires_grad:
         return {
             "grad_error": "the output does not require grad although the inputs do: the computation left autograd "
             "(e.g. a .numpy() round trip, .detach(), .item(), torch.tensor(...) rebuilt from values, or writes through .data)"
         }
     names = list(leaves)
     try:
-        loss = (value * _torch_refs["from_numpy"](cot).to(value.dtype)).sum()  # its gradient is the VJP with `cot`
-        grads = _torch_refs["grad"](loss, [leaves[n] for n in names], allow_unused=True)
+        with t["no_tf"]():
+            loss = t["t_sum"](t["t_mul"](value, t["t_to"](t["from_numpy"](cot), dtype)))  # its gradient is the VJP with `cot`
+        grads = t["grad"](loss, [leaves[n] for n in names], allow_unused=True)
     except BaseException as exc:  # noqa: BLE001 - a learner's custom backward may raise anything
-        return {"grad_error": f"backward() raised {type(exc).__name__}: {_safe_str(exc)}"}
+        return {"grad_error": f"backward() raised {_type(exc).__name__}: {_safe_str(exc)}"}
     result: dict[str, Any] = {}
     missing = []
     for name, g in zip(names, grads):
         if g is None:
             missing.append(name)
             continue
-        arr = g.detach().to("cpu").float().numpy() if g.dtype in (torch.float16, torch.bfloat16) else g.detach().to("cpu").numpy()
-        out_buffers.append(_np_ascontiguousarray(arr, dtype=_np_float64).tobytes())
-        result[name] = {"shape": list(arr.shape), "buf": len(out_buffers) - 1}
+        if not _is_tensor(g):
+            return {"grad_error": "autograd returned something that is not a tensor as a gradient"}
+        with t["no_tf"]():
+            host = t["t_to"](t["t_detach"](g), "cpu")
+            if t["t_dtype"](host) in t["half_types"]:
+                host = t["t_float"](host)
+            arr = t["t_numpy"](host)
+        out_buffers.append(_nd_tobytes(_np_ascontiguousarray(arr, dtype=_np_float64)))
+        result[name] = {"shape": _list(_nd_shape(arr)), "buf": _len(out_buffers) - 1}
     out: dict[str, Any] = {"grads": result}
     if missing:
         out["grad_missing"] = missing

@@ -552,6 +552,8 @@ def _rules_case(exercise: str, rules: Any, static: StaticReport, load: LoadRepor
         text = f"{exercise} called {hit['api']} at run time ({where}): {reasons.get(hit['api'], 'forbidden for this exercise')}"
         if not any(hit["api"] in p and where in p for p in problems):
             problems.append(text)
+    for use in static.introspection:
+        problems.append(f"the submission inspects the grader's {use.api} ({submission.where(use.filename, use.line)}): submissions may not reach into the grader's own objects")
     for use in static.attnspec_imports:
         problems.append(f"the submission imports attnspec ({submission.where(use.filename, use.line)}): submissions may not use the grader's package")
     for hit in load.tripwires + [h for h in run.tripwires if h["api"].startswith("import ")]:

@@ -3,44 +3,119 @@
 Nothing is pickled: an array crosses the boundary as dtype + shape + bytes, so output produced
 by learner code can at worst be wrong data, never code that runs in the grader. Every read
 has a deadline, and a truncated message is an error, not a hang.
+
+Every message kind is a dataclass (`Load`, `Loaded`, `Call`, `CallReply`, ...). A header read
+from a worker is believed only after `parse` has checked it against its class: the type of
+every field, string and list lengths, nesting depth, finite numbers, known enum values. A
+message that fails is `CorruptMessage`, which the grader turns into the verdict "the submission
+corrupted the worker (...)" for that submission or case, never into an internal error.
+
+The JSON codec, struct packer and os/select functions used here are captured when this module
+is imported (in the worker, before any learner code runs): a submission that reassigns
+`json.dumps`, `json.encoder.*`, `struct` or `os.write` cannot change what is sent or read.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import json.decoder
+import json.encoder
 import math
 import os
 import select
 import struct
 import time
-from typing import Any
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
 
 import numpy as np
 
-# Captured when the worker starts, before any learner code runs: a submission that reassigns
-# np.frombuffer or np.float64 at load time must not change how its case's inputs are decoded.
+# ---------------------------------------------------------------- captured before learner code
+
 _np_frombuffer = np.frombuffer
 _np_float64 = np.float64
-
+_os_read = os.read
+_os_write = os.write
+_select = select.select
+_monotonic = time.monotonic
+_isfinite = math.isfinite
+_prod = math.prod
 _LEN = struct.Struct(">Q")
-MAX_HEADER = 16 * 1024 * 1024
+_LEN_pack = _LEN.pack
+_LEN_unpack = _LEN.unpack
+
+
+def _no_default(obj: Any) -> Any:
+    raise TypeError(f"cannot encode {type(obj).__name__} in a message header")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a message header")
+
+
+# The C encoder and scanner, built once: later patches of the json modules do not reach them.
+_encode = json.encoder.c_make_encoder(  # type: ignore[misc]
+    None, _no_default, json.encoder.c_encode_basestring_ascii, None, ":", ",", False, False, False
+) if json.encoder.c_make_encoder is not None else None
+_decoder_context = json.decoder.JSONDecoder(parse_constant=_no_constant)
+_scan = json.scanner.c_make_scanner(_decoder_context) if json.scanner.c_make_scanner is not None else None  # type: ignore[attr-defined]
+_py_dumps = json.dumps
+_py_loads = json.loads
+
+MAX_HEADER = 4 * 1024 * 1024  # a worker's reply header
+MAX_LOAD_HEADER = 64 * 1024 * 1024  # the load message: the source (at most 5 MB) once, JSON-escaped
 MAX_BUFFER = 512 * 1024 * 1024
+MAX_BUFFERS = 64
+MAX_TOTAL = 768 * 1024 * 1024  # all buffers of one message together
+MAX_DEPTH = 12  # nesting of free-form JSON in a header (decoded inputs are at most 3 deep)
+MAX_ITEMS = 10_000
+MAX_TEXT = 64 * 1024  # a message, traceback or name in a reply
+MAX_SOURCE = 24 * 1024 * 1024
 
 
 class ProtocolError(Exception):
     """The other side sent something that is not a well-formed message, or went away mid-message."""
 
 
+class CorruptMessage(ProtocolError):
+    """A complete message arrived, but it is malformed or too large: the sender is not to be believed."""
+
+
 class Timeout(Exception):
     """No complete message arrived before the deadline."""
 
 
-def send(fd: int, header: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+def _dumps(header: dict[str, Any]) -> bytes:
+    if _encode is None:  # pragma: no cover - CPython always has the C accelerator
+        return _py_dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return "".join(_encode(header, 0)).encode("ascii")
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+        if _scan is None:  # pragma: no cover
+            return _py_loads(text, parse_constant=_no_constant)
+        value, end = _scan(text, 0)
+    except RecursionError:
+        raise CorruptMessage("the message header is nested too deeply") from None
+    except (ValueError, StopIteration, UnicodeDecodeError):
+        raise CorruptMessage("the message header is not valid JSON") from None
+    if end != len(text):
+        raise CorruptMessage("the message header has data after its JSON")
+    return value
+
+
+def send(fd: int, header: "dict[str, Any] | Message", buffers: list[bytes] | None = None) -> None:
     """Write one message: 8-byte header length, header JSON, then each buffer (lengths in the header)."""
     buffers = buffers or []
+    if isinstance(header, Message):
+        header = header.to_header()
     header = {**header, "_buffers": [len(b) for b in buffers]}
-    raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    _write_all(fd, _LEN.pack(len(raw)) + raw)
+    raw = _dumps(header)
+    _write_all(fd, _LEN_pack(len(raw)) + raw)
     for buf in buffers:
         _write_all(fd, buf)
 
@@ -48,22 +123,24 @@ def send(fd: int, header: dict[str, Any], buffers: list[bytes] | None = None) ->
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = _os_write(fd, view)
         view = view[written:]
 
 
-def recv(fd: int, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
-    """Read one message; raise Timeout past `deadline` (time.monotonic), ProtocolError on EOF/garbage."""
-    (length,) = _LEN.unpack(_read_exact(fd, _LEN.size, deadline, first=True))
-    if length > MAX_HEADER:
-        raise ProtocolError(f"message header of {length} bytes is too large")
-    try:
-        header = json.loads(_read_exact(fd, length, deadline))
-        sizes = header.pop("_buffers")
-    except (ValueError, KeyError, AttributeError):
-        raise ProtocolError("message header is not valid JSON") from None
-    if not isinstance(sizes, list) or not all(isinstance(s, int) and 0 <= s <= MAX_BUFFER for s in sizes):
-        raise ProtocolError("message buffer sizes are invalid")
+def recv(fd: int, deadline: float | None = None, max_header: int = MAX_HEADER) -> tuple[dict[str, Any], list[bytes]]:
+    """Read one message; raise Timeout past `deadline` (time.monotonic), ProtocolError on EOF,
+    CorruptMessage on a malformed or oversized one."""
+    (length,) = _LEN_unpack(_read_exact(fd, _LEN.size, deadline, first=True))
+    if length > max_header:
+        raise CorruptMessage(f"a message header of {length} bytes, more than the {mib(max_header)} limit")
+    header = _loads(_read_exact(fd, length, deadline))
+    if type(header) is not dict:
+        raise CorruptMessage("the message header is not a JSON object")
+    sizes = header.pop("_buffers", None)
+    if type(sizes) is not list or len(sizes) > MAX_BUFFERS or not all(type(s) is int and 0 <= s <= MAX_BUFFER for s in sizes):
+        raise CorruptMessage("the message's buffer sizes are missing or invalid")
+    if sum(sizes) > MAX_TOTAL:
+        raise CorruptMessage(f"the message's buffers hold {mib(sum(sizes))}, more than the {mib(MAX_TOTAL)} limit")
     return header, [_read_exact(fd, size, deadline) for size in sizes]
 
 
@@ -72,10 +149,10 @@ def _read_exact(fd: int, size: int, deadline: float | None, first: bool = False)
     remaining = size
     while remaining:
         if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            left = deadline - _monotonic()
+            if left <= 0 or not _select([fd], [], [], left)[0]:
                 raise Timeout()
-        chunk = os.read(fd, min(remaining, 1 << 20))
+        chunk = _os_read(fd, min(remaining, 1 << 20))
         if not chunk:
             if first and remaining == size:
                 raise ProtocolError("the other side closed the connection")
@@ -83,6 +160,398 @@ def _read_exact(fd: int, size: int, deadline: float | None, first: bool = False)
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+# ---------------------------------------------------------------- typed messages
+
+
+def bounded(n: int, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A field whose strings/lists/dicts may hold at most `n` characters/items."""
+    if default is dataclasses.MISSING and "default_factory" not in kw:
+        return field(metadata={"max": n}, **kw)
+    return field(default=default, metadata={"max": n}, **kw)
+
+
+def one_of(*allowed: str, default: Any = dataclasses.MISSING) -> Any:
+    """A string field restricted to `allowed`."""
+    if default is dataclasses.MISSING:
+        return field(metadata={"enum": allowed})
+    return field(default=default, metadata={"enum": allowed})
+
+
+@dataclass
+class Message:
+    """Base of every message kind; `op` names the kind in the header (None for replies to a call)."""
+
+    OP: ClassVar[str | None] = None
+
+    def to_header(self) -> dict[str, Any]:
+        header = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if self.OP is not None:
+            header["op"] = self.OP
+        return header
+
+    @classmethod
+    def parse(cls, header: Any) -> Any:
+        """Validate a received header into this class; CorruptMessage says what was wrong."""
+        return _parse_dataclass(cls, header, cls.__name__, 0)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, globalns=globals())
+    return _HINTS[cls]
+
+
+def _parse_dataclass(cls: type, value: Any, where: str, depth: int) -> Any:
+    if type(value) is not dict:
+        raise CorruptMessage(f"{where} is {_what(value)}, not an object")
+    if depth > MAX_DEPTH:
+        raise CorruptMessage(f"{where} is nested too deeply")
+    hints = _hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    extra = [k for k in value if k not in known and k != "op"]
+    if extra:
+        raise CorruptMessage(f"{where} has an unexpected field '{str(extra[0])[:40]}'")
+    if getattr(cls, "OP", None) is not None and value.get("op", cls.OP) != cls.OP:  # type: ignore[attr-defined]
+        raise CorruptMessage(f"expected a '{cls.OP}' message, got '{str(value.get('op'))[:40]}'")  # type: ignore[attr-defined]
+    kwargs = {}
+    for name, f in known.items():
+        if name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                raise CorruptMessage(f"{where} lacks its field '{name}'")
+            continue
+        kwargs[name] = _check(value[name], hints[name], f"{where}.{name}", depth + 1, f.metadata)
+    return cls(**kwargs)
+
+
+def _what(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _check(value: Any, tp: Any, where: str, depth: int, meta: Any = None) -> Any:
+    """`value` as type `tp`, or CorruptMessage naming the field and what was expected."""
+    meta = meta or {}
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        _check_json(value, where, depth)
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        errors = []
+        for each in rest:
+            try:
+                return _check(value, each, where, depth, meta)
+            except CorruptMessage as exc:
+                errors.append(str(exc))
+        raise CorruptMessage(errors[0] if len(errors) == 1 else f"{where} is {_what(value)}, which is none of the types allowed there")
+    if tp is str:
+        if type(value) is not str:
+            raise CorruptMessage(f"{where} is {_what(value)}, not a string")
+        if len(value) > meta.get("max", MAX_TEXT):
+            raise CorruptMessage(f"{where} holds {len(value)} characters, more than the limit of {meta.get('max', MAX_TEXT)}")
+        if "enum" in meta and value not in meta["enum"]:
+            raise CorruptMessage(f"{where} is '{value[:40]}', not one of {', '.join(meta['enum'])}")
+        return value
+    if tp is bool:
+        if type(value) is not bool:
+            raise CorruptMessage(f"{where} is {_what(value)}, not a boolean")
+        return value
+    if tp is int:
+        if type(value) is not int or not -(1 << 62) <= value <= 1 << 62:
+            raise CorruptMessage(f"{where} is {_what(value)}, not an integer in range")
+        return value
+    if tp is float:
+        if type(value) not in (int, float) or not _isfinite(value):
+            raise CorruptMessage(f"{where} is {_what(value)}, not a finite number")
+        return float(value)
+    if origin is list:
+        if type(value) is not list:
+            raise CorruptMessage(f"{where} is {_what(value)}, not a list")
+        if len(value) > meta.get("max", MAX_ITEMS):
+            raise CorruptMessage(f"{where} has {len(value)} entries, more than the limit of {meta.get('max', MAX_ITEMS)}")
+        (item,) = typing.get_args(tp)
+        return [_check(v, item, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if origin is dict:
+        if type(value) is not dict:
+            raise CorruptMessage(f"{where} is {_what(value)}, not an object")
+        if len(value) > meta.get("max", MAX_ITEMS):
+            raise CorruptMessage(f"{where} has {len(value)} entries, more than the limit of {meta.get('max', MAX_ITEMS)}")
+        _, item = typing.get_args(tp)
+        return {_check(k, str, f"{where} key", depth + 1): _check(v, item, f"{where}[{str(k)[:40]!r}]", depth + 1) for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _parse_dataclass(tp, value, where, depth)
+    raise TypeError(f"internal: no check for {tp!r}")  # pragma: no cover - a programming error in a message class
+
+
+def _check_json(value: Any, where: str, depth: int) -> None:
+    """Free-form JSON (input nodes): bounded nesting and size, finite numbers."""
+    todo = [(value, depth)]
+    count = 0
+    while todo:
+        item, level = todo.pop()
+        count += 1
+        if level > MAX_DEPTH or count > MAX_ITEMS * 10:
+            raise CorruptMessage(f"{where} is nested too deeply or too large")
+        kind = type(item)
+        if kind is dict:
+            todo.extend((v, level + 1) for v in item.values())
+        elif kind is list:
+            todo.extend((v, level + 1) for v in item)
+        elif kind is float and not _isfinite(item):
+            raise CorruptMessage(f"{where} holds a number that is not finite")
+        elif kind is str and len(item) > MAX_TEXT:
+            raise CorruptMessage(f"{where} holds a string longer than {MAX_TEXT} characters")
+
+
+# ---- pieces shared by several messages
+
+
+@dataclass
+class Captured:
+    """Printed output of a load or a case (head and tail, with the full byte count)."""
+
+    text: str = bounded(16 * 1024, "")
+    bytes: int = 0
+
+
+@dataclass
+class Hit:
+    """A forbidden call (or `import attnspec`) seen while learner code ran."""
+
+    api: str = bounded(300)
+    file: str | None = bounded(4096, None)
+    line: int | None = None
+
+
+@dataclass
+class ErrorInfo:
+    type: str = bounded(300)
+    message: str = ""
+    traceback: str = ""
+    line: int | None = None
+    file: str | None = bounded(4096, None)
+
+
+@dataclass
+class ChunkError(ErrorInfo):
+    chunk: int = 0
+
+
+@dataclass
+class FunctionFound:
+    callable: bool
+    type: str = bounded(300)
+    file: str | None = bounded(4096, None)
+    line: int | None = None
+    signature: str | None = bounded(4096, None)
+    bindable: bool | None = None
+    bind_error: str | None = None
+
+
+@dataclass
+class ArrayRef:
+    shape: list[int] = bounded(32)
+    buf: int = 0
+
+
+@dataclass
+class OutputDesc:
+    """What a learner function returned, as read by the worker's base-class descriptors."""
+
+    kind: str = one_of("none", "ndarray", "tensor", "list", "tuple", "scalar", "other")
+    type: str = bounded(300)
+    dtype: str | None = bounded(64, None)
+    shape: list[int] | None = bounded(32, None)
+    device: str | None = bounded(64, None)
+    requires_grad: bool | None = None
+    length: int | None = None
+    values: int | None = None
+    unreadable: str | None = None
+    repr: str | None = bounded(4096, None)
+
+
+# ---- grader -> master, master -> grader
+
+
+@dataclass
+class Preload(Message):
+    OP: ClassVar[str] = "preload"
+    modules: list[str] = bounded(8, default_factory=list)
+
+
+@dataclass
+class Preloaded(Message):
+    OP: ClassVar[str] = "preloaded"
+    errors: dict[str, str] = bounded(8, default_factory=dict)
+
+
+@dataclass
+class Spawn(Message):
+    OP: ClassVar[str] = "spawn"
+
+
+@dataclass
+class Spawned(Message):
+    OP: ClassVar[str] = "spawned"
+    pid: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Shutdown(Message):
+    OP: ClassVar[str] = "shutdown"
+
+
+# ---- grader -> zygote, zygote -> grader
+
+
+@dataclass
+class SourceFile:
+    """One file (or notebook cell) of the submission, sent once whatever its number of chunks."""
+
+    filename: str = bounded(4096)
+    source: str = bounded(MAX_SOURCE)
+    cell: int | None = None
+
+
+@dataclass
+class ChunkRange:
+    """A top-level statement (or a whole cell) to run: lines first..last (1-based) of file `file`."""
+
+    file: int
+    first: int
+    last: int
+
+
+@dataclass
+class LoadLimits:
+    memory_mb: int
+    output_bytes: int
+    chunk_timeout: float
+    case_timeout: float
+
+
+@dataclass
+class Load(Message):
+    OP: ClassVar[str] = "load"
+    path: str = bounded(4096)
+    directory: str = bounded(4096)
+    module_name: str = bounded(200)
+    files: list[SourceFile] = bounded(100_000)
+    chunks: list[ChunkRange] = bounded(1_000_000)
+    limits: LoadLimits | None = None
+
+
+@dataclass
+class Loaded(Message):
+    OP: ClassVar[str] = "loaded"
+    duration: float = 0.0
+    chunk_errors: list[ChunkError] = bounded(200, default_factory=list)
+    functions: dict[str, FunctionFound] = bounded(50, default_factory=dict)
+    output: Captured = field(default_factory=Captured)
+    modules: list[str] = bounded(8, default_factory=list)
+    tripwires: list[Hit] = bounded(100, default_factory=list)
+
+
+@dataclass
+class CaseStart(Message):
+    OP: ClassVar[str] = "case_start"
+    case: str = bounded(300)
+    timeout: float = 10.0
+
+
+@dataclass
+class CaseStarted(Message):
+    OP: ClassVar[str] = "case_started"
+    pid: int | None = None
+
+
+@dataclass
+class GradSpec:
+    wrt: list[str] = bounded(32)
+    cotangent: Any = None
+
+
+@dataclass
+class Call(Message):
+    OP: ClassVar[str] = "call"
+    function: str = bounded(200)
+    backend: str = one_of("numpy", "torch")
+    dtype: str = one_of("float64", "float32", "float16", "bfloat16")
+    arg_names: list[str] = bounded(32)
+    args: list[Any] = bounded(32)
+    forbidden: list[str] = bounded(200, default_factory=list)
+    grad: GradSpec | None = None
+    check_mutation: bool = True
+
+
+CALL_STATUSES = ("ok", "raised", "timeout", "crashed", "worker_lost", "output_limit", "corrupted")
+
+
+@dataclass
+class CallReply(Message):
+    """A case child's answer to one call (relayed by the zygote, which may add status/limits)."""
+
+    status: str = one_of(*CALL_STATUSES)
+    duration: float = 0.0
+    detail: str = ""
+    limit: float | None = None
+    error: ErrorInfo | None = None
+    output: OutputDesc | None = None
+    mutated: list[str] = bounded(64, default_factory=list)
+    tripwires: list[Hit] = bounded(100, default_factory=list)
+    grads: dict[str, ArrayRef] | None = bounded(32, None)
+    grad_error: str | None = None
+    grad_missing: list[str] = bounded(32, default_factory=list)
+    output_exceeded: int | None = None
+    output_limit: int | None = None
+    tampered: str | None = None
+
+
+@dataclass
+class CaseEnd(Message):
+    OP: ClassVar[str] = "case_end"
+
+
+@dataclass
+class CaseEnded(Message):
+    OP: ClassVar[str] = "case_ended"
+    output: Captured = field(default_factory=Captured)
+
+
+@dataclass
+class Clone(Message):
+    OP: ClassVar[str] = "clone"
+
+
+@dataclass
+class Cloned(Message):
+    OP: ClassVar[str] = "cloned"
+    pid: int | None = None
+    error: str | None = None
+
+
+def corrupted(why: str) -> str:
+    """The plain verdict for a worker whose messages cannot be believed."""
+    return f"the submission corrupted the worker ({why})"
 
 
 # ------------------------------------------------------------ values <-> JSON nodes + buffers
@@ -95,10 +564,12 @@ def mib(nbytes: float) -> str:
 
 def float_to_json(value: float) -> Any:
     """JSON has no inf/NaN: encode them as strings."""
-    return value if math.isfinite(value) else repr(value)
+    return value if _isfinite(value) else repr(value)
 
 
 def float_from_json(value: Any) -> float:
+    if type(value) is str and value not in ("inf", "-inf", "nan"):
+        raise CorruptMessage(f"'{value[:20]}' is not a number")
     return float(value)
 
 
@@ -121,10 +592,17 @@ def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
     raise TypeError(f"cannot send {type(value).__name__} to a worker")
 
 
-def decode_float64(node: dict[str, Any], buffers: list[bytes]):
-    """A float64 numpy array from an array node (shape and byte length checked)."""
-    shape = tuple(int(s) for s in node["shape"])
-    buf = buffers[int(node["buf"])]
-    if len(buf) != 8 * math.prod(shape):
-        raise ProtocolError(f"array buffer holds {len(buf)} bytes, but shape {shape} needs {8 * math.prod(shape)}")
+def decode_float64(node: Any, buffers: list[bytes]) -> np.ndarray:
+    """A float64 numpy array from an array node (types, shape and byte length checked)."""
+    if type(node) is not dict:
+        raise CorruptMessage("an array reference is not an object")
+    shape, index = node.get("shape"), node.get("buf")
+    if type(shape) is not list or len(shape) > 32 or not all(type(s) is int and 0 <= s for s in shape):
+        raise CorruptMessage("an array's shape is not a list of sizes")
+    if type(index) is not int or not 0 <= index < len(buffers):
+        raise CorruptMessage("an array refers to a buffer that was not sent")
+    buf = buffers[index]
+    need = 8 * _prod(shape)
+    if len(buf) != need:
+        raise CorruptMessage(f"an array buffer holds {len(buf)} bytes, but shape {tuple(shape)} needs {need}")
     return _np_frombuffer(buf, dtype=_np_float64).reshape(shape).copy()

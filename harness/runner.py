@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -26,7 +27,23 @@ from . import callexec
 from .errors import WorkerError
 from .exercises import FUNCTIONS
 from .inputs import Inputs
-from .protocol import ProtocolError, Timeout, decode_float64, encode_input, mib, recv, send
+from .protocol import (
+    Call,
+    CallReply,
+    CaseEnded,
+    CorruptMessage,
+    GradSpec,
+    Loaded,
+    OutputDesc,
+    ProtocolError,
+    Timeout,
+    corrupted,
+    decode_float64,
+    encode_input,
+    mib,
+    recv,
+    send,
+)
 
 WORKER_MARGIN_S = 5.0
 
@@ -55,6 +72,24 @@ class Output:
     requires_grad: bool | None = None
     note: str | None = None
 
+    @classmethod
+    def from_desc(cls, desc: OutputDesc, buffers: list[bytes]) -> "Output":
+        """From a validated description; its values must fill its shape exactly (CorruptMessage if not)."""
+        values = None
+        if desc.values is not None:
+            if desc.shape is None:
+                raise CorruptMessage("an output has values but no shape")
+            values = decode_float64({"shape": desc.shape, "buf": desc.values}, buffers)
+        return cls(
+            kind=desc.kind,
+            type=desc.type,
+            dtype=desc.dtype,
+            shape=tuple(desc.shape) if desc.shape is not None else None,
+            values=values,
+            requires_grad=desc.requires_grad,
+            note=desc.unreadable or desc.repr,
+        )
+
     def describe(self) -> str:
         if self.kind in ("ndarray", "tensor"):
             return f"{self.type} of dtype {self.dtype} and shape {self.shape}"
@@ -69,7 +104,7 @@ class Output:
 class CallOutcome:
     """One call of a learner function: the value or what went wrong, and what it touched."""
 
-    status: str  # ok | raised | timeout | crashed | worker_lost | output_limit
+    status: str  # ok | raised | timeout | crashed | worker_lost | output_limit | corrupted
     output: Output | None = None
     error: dict[str, Any] | None = None
     detail: str = ""
@@ -88,7 +123,7 @@ class CallOutcome:
     @property
     def fatal(self) -> bool:
         """The case's process is gone: later calls in this case cannot run."""
-        return self.status in ("timeout", "crashed", "worker_lost")
+        return self.status in ("timeout", "crashed", "worker_lost", "corrupted")
 
     def problem(self, limits: Limits | None = None) -> str:
         """One-paragraph description of a call that did not return normally."""
@@ -106,6 +141,8 @@ class CallOutcome:
             return f"crashed: {self.detail}"
         if self.status == "worker_lost":
             return f"ran in a worker process that stopped responding and was replaced: {self.detail}"
+        if self.status == "corrupted":
+            return self.detail
         if self.status == "output_limit":
             return f"printed {self.detail}; remove the prints (or print less) inside the function"
         return self.status
@@ -113,47 +150,38 @@ class CallOutcome:
 
 
 def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
-    """Build a CallOutcome from a worker reply; malformed parts become notes, never exceptions."""
-    outcome = CallOutcome(status=str(reply.get("status", "crashed")), detail=str(reply.get("detail", "")))
-    outcome.duration = float(reply.get("duration", 0.0) or 0.0)
-    if isinstance(reply.get("limit"), (int, float)):
-        outcome.limit = float(reply["limit"])
-    outcome.error = reply.get("error")
-    outcome.mutated = [str(m) for m in reply.get("mutated", [])]
-    outcome.tripwires = list(reply.get("tripwires", []))
-    out = reply.get("output")
-    if isinstance(out, dict):
-        values = None
-        if "values" in out and "shape" in out:
-            try:
-                values = decode_float64({"shape": out["shape"], "buf": out["values"]}, buffers)
-            except (ProtocolError, IndexError, ValueError, TypeError):
-                values = None
-        outcome.output = Output(
-            kind=str(out.get("kind")),
-            type=str(out.get("type")),
-            dtype=out.get("dtype"),
-            shape=tuple(out["shape"]) if isinstance(out.get("shape"), list) else None,
-            values=values,
-            requires_grad=out.get("requires_grad"),
-            note=out.get("unreadable") or out.get("repr"),
-        )
-    if "grads" in reply:
-        grads = {}
-        for name, node in reply["grads"].items():
-            try:
-                grads[name] = decode_float64(node, buffers)
-            except (ProtocolError, IndexError, ValueError, TypeError):
-                continue
-        outcome.grads = grads
-    outcome.grad_error = reply.get("grad_error")
-    outcome.grad_missing = list(reply.get("grad_missing", []))
-    if reply.get("output_exceeded"):
+    """Build a CallOutcome from a worker reply. The reply is believed only as far as its bytes:
+    a header that fails validation, or arrays whose buffers do not match, make the outcome
+    "corrupted" ("the submission corrupted the worker (...)"), never an exception."""
+    try:
+        msg = CallReply.parse(reply)
+    except CorruptMessage as exc:
+        return CallOutcome(status="corrupted", detail=corrupted(str(exc)))
+    if msg.tampered:
+        return CallOutcome(status="corrupted", detail=corrupted(msg.tampered), duration=msg.duration)
+    outcome = CallOutcome(status=msg.status, detail=msg.detail, duration=msg.duration, limit=msg.limit)
+    outcome.error = _plain_dict(msg.error)
+    outcome.mutated = list(msg.mutated)
+    outcome.tripwires = [_plain_dict(h) for h in msg.tripwires]
+    try:
+        if msg.output is not None:
+            outcome.output = Output.from_desc(msg.output, buffers)
+        if msg.grads is not None:
+            outcome.grads = {name: decode_float64(_plain_dict(ref), buffers) for name, ref in msg.grads.items()}
+    except CorruptMessage as exc:
+        return CallOutcome(status="corrupted", detail=corrupted(str(exc)), duration=msg.duration)
+    outcome.grad_error = msg.grad_error
+    outcome.grad_missing = list(msg.grad_missing)
+    if msg.output_exceeded:
         outcome.status = "output_limit"
         # The capture file stops growing just past the limit, so its size says nothing more.
-        limit = reply.get("output_limit")
-        outcome.detail = f"more than the {mib(limit)} output limit" if isinstance(limit, int) else f"{mib(reply['output_exceeded'])} of output, more than the limit"
+        limit = msg.output_limit
+        outcome.detail = f"more than the {mib(limit)} output limit" if limit is not None else f"{mib(msg.output_exceeded)} of output, more than the limit"
     return outcome
+
+
+def _plain_dict(value: Any) -> Any:
+    return None if value is None else dataclasses.asdict(value)
 
 
 @dataclass(frozen=True)
@@ -168,18 +196,17 @@ def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype:
     buffers: list[bytes] = []
     contract = FUNCTIONS[function]
     values = inputs.positional() if isinstance(inputs, Inputs) else list(inputs)
-    header: dict[str, Any] = {
-        "op": "call",
-        "function": function,
-        "backend": backend,
-        "dtype": dtype,
-        "arg_names": list(contract.args),
-        "args": [encode_input(v, buffers) for v in values],
-        "forbidden": forbidden,
-    }
+    message = Call(
+        function=function,
+        backend=backend,
+        dtype=dtype,
+        arg_names=list(contract.args),
+        args=[encode_input(v, buffers) for v in values],
+        forbidden=list(forbidden),
+    )
     if grad is not None:
-        header["grad"] = {"wrt": list(grad.wrt), "cotangent": encode_input(grad.cotangent, buffers)}
-    return header, buffers
+        message.grad = GradSpec(wrt=list(grad.wrt), cotangent=encode_input(grad.cotangent, buffers))
+    return message.to_header(), buffers
 
 
 class CaseRunner(Protocol):
@@ -315,6 +342,35 @@ class LoadReport:
     duration: float = 0.0
 
 
+def load_report(reply: dict[str, Any], duration: float) -> LoadReport:
+    """A LoadReport from the zygote's 'loaded' reply, validated (a corrupt one is a fatal load)."""
+    try:
+        msg = Loaded.parse(reply)
+    except CorruptMessage as exc:
+        return LoadReport(ok=False, fatal=corrupted(str(exc)))
+    return LoadReport(
+        ok=True,
+        functions={name: _compact(info) for name, info in msg.functions.items()},
+        chunk_errors=[dataclasses.asdict(e) for e in msg.chunk_errors],
+        output=dataclasses.asdict(msg.output),
+        modules=list(msg.modules),
+        tripwires=[dataclasses.asdict(h) for h in msg.tripwires],
+        duration=duration,
+    )
+
+
+def captured_output(reply: dict[str, Any]) -> dict[str, Any]:
+    """The printed output from a 'case_ended' reply, validated; a corrupt one reads as a note."""
+    try:
+        return dataclasses.asdict(CaseEnded.parse(reply).output)
+    except CorruptMessage as exc:
+        return {"text": f"[{corrupted(str(exc))}]", "bytes": 0}
+
+
+def _compact(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+
+
 class WorkerSession:
     """One submission loaded in a zygote; cases run in children forked from it."""
 
@@ -342,6 +398,10 @@ class WorkerSession:
             self.kill()
             self.load = LoadReport(ok=False, fatal=f"loading the submission took longer than {self.limits.load_timeout:g} s and was stopped")
             return self.load
+        except CorruptMessage as exc:
+            self.kill()
+            self.load = LoadReport(ok=False, fatal=corrupted(str(exc)))
+            return self.load
         except (ProtocolError, OSError):
             self.kill()
             self.load = LoadReport(
@@ -350,15 +410,9 @@ class WorkerSession:
                 "(os._exit(), a crash in native code, or running out of memory at import time)",
             )
             return self.load
-        self.load = LoadReport(
-            ok=True,
-            functions=reply.get("functions", {}),
-            chunk_errors=reply.get("chunk_errors", []),
-            output=reply.get("output", {}),
-            modules=reply.get("modules", []),
-            tripwires=reply.get("tripwires", []),
-            duration=time.monotonic() - start,
-        )
+        self.load = load_report(reply, time.monotonic() - start)
+        if not self.load.ok:
+            self.kill()
         return self.load
 
     def clone(self) -> "WorkerSession":
@@ -454,10 +508,16 @@ class CaseSession:
         except Timeout:
             self._lose(f"no answer {WORKER_MARGIN_S:g} s after the case's deadline")
             return CallOutcome(status="worker_lost", detail=self.lost or "")
+        except CorruptMessage as exc:
+            self._lose(corrupted(str(exc)))
+            return CallOutcome(status="corrupted", detail=self.lost or "")
         except (ProtocolError, OSError):
             self._lose("the submission's process died")
             return CallOutcome(status="worker_lost", detail=self.lost or "")
-        return decode_outcome(reply, out)
+        outcome = decode_outcome(reply, out)
+        if outcome.status == "corrupted":
+            self._lose(outcome.detail)
+        return outcome
 
     def __exit__(self, *exc: Any) -> None:
         s = self.session
@@ -466,7 +526,7 @@ class CaseSession:
         try:
             send(s.sock.fileno(), {"op": "case_end"})
             reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S)
-            self.captured = reply.get("output", self.captured)
+            self.captured = captured_output(reply)
         except (ProtocolError, Timeout, OSError):
             self._lose("the worker did not end the case")
 

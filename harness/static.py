@@ -39,6 +39,7 @@ class StaticReport:
     functions: dict[str, FunctionInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     attnspec_imports: list[Use] = field(default_factory=list)
+    introspection: list[Use] = field(default_factory=list)  # stack frames / gc: a way into the grader's objects
 
     @property
     def backend_hints(self) -> list[str]:
@@ -81,24 +82,70 @@ class StaticReport:
         return sorted(uses, key=lambda u: (u.filename, u.line))
 
 
+# Ways to reach the worker's own objects (its frames, its tracer, its reply) from learner code.
+# No solution of these exercises needs them; a submission that uses them fails the rules case.
+INTROSPECTION_CALLS = {
+    "sys._getframe": "stack frames",
+    "sys._current_frames": "stack frames",
+    "sys.settrace": "call tracer",
+    "sys.setprofile": "call tracer",
+    "sys.gettrace": "call tracer",
+    "sys.getprofile": "call tracer",
+    "inspect.currentframe": "stack frames",
+    "inspect.stack": "stack frames",
+    "inspect.trace": "stack frames",
+    "inspect.getouterframes": "stack frames",
+    "inspect.getinnerframes": "stack frames",
+    "gc.get_objects": "objects (through the garbage collector)",
+    "gc.get_referrers": "objects (through the garbage collector)",
+    "gc.get_referents": "objects (through the garbage collector)",
+    "traceback.walk_stack": "stack frames",
+}
+INTROSPECTION_ATTRS = {"f_back", "f_locals", "f_globals", "f_builtins", "tb_frame", "gi_frame", "cr_frame", "ag_frame", "__closure__", "cell_contents"}
+
+
 def analyze(submission: Submission) -> StaticReport:
+    """Imports, top-level functions and introspection of each file, each file parsed once."""
     report = StaticReport()
-    for chunk in submission.chunks:
+    for source in submission.files:
         try:
-            tree = ast.parse(chunk.source, filename=chunk.filename)
-        except SyntaxError:
+            tree = ast.parse(source.text, filename=source.filename)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in ast.walk(tree):
             for module, line in _imported_modules(node):
                 report.imports.add(module.split(".")[0])
                 if module.split(".")[0] == "attnspec":
-                    report.attnspec_imports.append(Use(f"import {module}", chunk.filename, line))
-        report.aliases.update(_import_aliases(tree))
+                    report.attnspec_imports.append(Use(f"import {module}", source.filename, line))
+        aliases = _import_aliases(tree)
+        report.aliases.update(aliases)
+        try:
+            report.introspection.extend(_introspection(tree, aliases, source.filename))
+        except RecursionError:  # an attribute chain nested deeper than our resolver goes
+            report.introspection.append(Use("objects (code too deeply nested to check)", source.filename, 1))
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 params = [a.arg for a in node.args.posonlyargs + node.args.args]
-                report.functions[node.name] = FunctionInfo(node.name, chunk.filename, node.lineno, params, _is_stub(node), node)
+                report.functions[node.name] = FunctionInfo(node.name, source.filename, node.lineno, params, _is_stub(node), node)
     return report
+
+
+def _introspection(tree: ast.AST, aliases: dict[str, str], filename: str) -> list[Use]:
+    """Every use of frame/gc/tracer introspection in the file (anywhere: load time counts too)."""
+    uses: list[Use] = []
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Attribute) and node.attr in INTROSPECTION_ATTRS:
+            what = "stack frames" if node.attr not in ("__closure__", "cell_contents") else "closures"
+        else:
+            path = _resolve(node, aliases)
+            if path is not None:
+                what = next((kind for api, kind in INTROSPECTION_CALLS.items() if path == api or path.startswith(api + ".")), None)
+        if what is not None:
+            use = Use(what, filename, getattr(node, "lineno", 1))
+            if use not in uses:
+                uses.append(use)
+    return sorted(uses, key=lambda u: u.line)
 
 
 def _imported_modules(node: ast.AST) -> list[tuple[str, int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import errno
 import faulthandler
 import inspect
@@ -29,14 +30,16 @@ import socket
 import sys
 import tempfile
 import time
+import types
 from typing import Any
 
 from . import callexec
 from .exercises import FUNCTIONS
-from .protocol import ProtocolError, Timeout, mib, recv, send
+from .protocol import MAX_LOAD_HEADER, Call, CorruptMessage, Load, ProtocolError, Timeout, corrupted, mib, recv, send
 
 OUTPUT_HEAD = 6000
 OUTPUT_TAIL = 2000
+MAX_CHUNK_ERRORS = 200
 
 
 # ---------------------------------------------------------------- master
@@ -101,7 +104,7 @@ class _ImportGuard:
                     where = (frame.f_code.co_filename, frame.f_lineno)
                     break
                 frame = frame.f_back
-            hit = {"api": f"import {name}", "file": where[0] if where else None, "line": where[1] if where else None}
+            hit = {"api": f"import {name}"[:300], "file": where[0] if where else None, "line": where[1] if where else None}
             if hit not in self.attempts:
                 self.attempts.append(hit)
             raise ImportError(f"submissions may not import {name} (the grader's own package)")
@@ -173,7 +176,7 @@ class Zygote:
     def serve(self) -> None:
         while True:
             try:
-                header, buffers = recv(self.fd)
+                header, buffers = recv(self.fd, max_header=MAX_LOAD_HEADER)
             except ProtocolError:
                 return
             op = header.get("op")
@@ -218,9 +221,10 @@ class Zygote:
     # ---- load
 
     def load(self, header: dict[str, Any]) -> dict[str, Any]:
-        self.limits = header["limits"]
-        chunks = header["chunks"]
-        self.learner_files = {c["filename"] for c in chunks}
+        request = Load.parse(header)
+        assert request.limits is not None
+        self.limits = dataclasses.asdict(request.limits)
+        self.learner_files = {f.filename for f in request.files}
         capture = tempfile.TemporaryFile()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -235,15 +239,22 @@ class Zygote:
             del sys.modules[module]
         self.guard = _ImportGuard(self.learner_files)
         sys.meta_path.insert(0, self.guard)
-        if header.get("directory"):
-            sys.path.append(header["directory"])
+        if request.directory:
+            sys.path.append(request.directory)
             try:
-                os.chdir(header["directory"])
+                os.chdir(request.directory)
             except OSError:
                 pass
-        self.namespace = {"__name__": header.get("module_name", "__main__"), "__builtins__": builtins, "__file__": header.get("path")}
-        for filename, lines in _source_lines(chunks).items():
-            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+        # A real module in sys.modules: dataclasses, typing.get_type_hints and pickle look the
+        # submission up there by its __name__ (`from __future__ import annotations` + @dataclass).
+        module = types.ModuleType(request.module_name)
+        module.__dict__.update(__builtins__=builtins, __file__=request.path)
+        sys.modules[request.module_name] = module
+        self.namespace = module.__dict__
+        lines = _source_lines(request.files)
+        for filename, file_lines in lines.items():
+            linecache.cache[filename] = (sum(map(len, file_lines)), None, file_lines, filename)
+        chunks = [(request.files[c.file].filename, lines[request.files[c.file].filename], c.first, c.last) for c in request.chunks]
         errors: dict[int, dict[str, Any]] = {}
         flags = 0
         signal.signal(signal.SIGALRM, _raise_chunk_timeout)
@@ -266,18 +277,30 @@ class Zygote:
         return {
             "op": "loaded",
             "duration": time.perf_counter() - start,
-            "chunk_errors": [{"chunk": i, **e} for i, e in sorted(errors.items())],
+            "chunk_errors": [{"chunk": i, **_fit_error(e)} for i, e in sorted(errors.items())][:MAX_CHUNK_ERRORS],
             "functions": self._functions(),
             "output": _read_capture(capture),
             "modules": sorted(m for m in ("numpy", "torch") if m in sys.modules),
-            "tripwires": list(self.guard.attempts),
+            "tripwires": list(self.guard.attempts)[:100],
         }
 
-    def _run_chunk(self, chunk: dict[str, Any], flags: int) -> tuple[int, dict[str, Any] | None]:
+    def _run_chunk(self, chunk: tuple[str, list[str], int, int], flags: int) -> tuple[int, dict[str, Any] | None]:
+        """Compile lines first..last of a file with their own line numbers (the AST is shifted,
+        not padded with blank lines, so loading is linear in the file's size) and run them."""
+        filename, lines, first, last = chunk
         try:
-            code = compile(chunk["source"], chunk["filename"], "exec", flags=flags, dont_inherit=True)
+            try:
+                tree = ast.parse("".join(lines[first - 1 : last]), filename, "exec")
+            except SyntaxError as exc:
+                exc.lineno = (exc.lineno or 1) + first - 1
+                raise
+            ast.increment_lineno(tree, first - 1)
+            code = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
         except SyntaxError as exc:
-            return flags, {"type": "SyntaxError", "message": exc.msg, "line": exc.lineno, "file": chunk["filename"], "traceback": ""}
+            return flags, {"type": "SyntaxError", "message": str(exc.msg), "line": exc.lineno, "file": filename, "traceback": ""}
+        except (RecursionError, MemoryError, ValueError) as exc:
+            what = "nested too deeply" if isinstance(exc, RecursionError) else "too large" if isinstance(exc, MemoryError) else str(exc)
+            return flags, {"type": "SyntaxError", "message": f"Python cannot compile this code: it is {what}", "line": first, "file": filename, "traceback": ""}
         flags |= code.co_flags & _FUTURE_FLAGS
         signal.setitimer(signal.ITIMER_REAL, float(self.limits["chunk_timeout"]))
         try:
@@ -287,7 +310,7 @@ class Zygote:
                 "type": "Timeout",
                 "message": f"this part of the submission ran for more than {self.limits['chunk_timeout']} s at load time and was stopped",
                 "line": None,
-                "file": chunk["filename"],
+                "file": filename,
                 "traceback": "",
             }
         except BaseException as exc:  # noqa: BLE001 - load-time capture point: the next chunk still runs
@@ -295,7 +318,7 @@ class Zygote:
             message = f"called sys.exit({exc.code!r}) at load time" if isinstance(exc, SystemExit) else callexec._safe_str(exc)
             if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
                 message = f"printed more than the {mib(self.limits['output_bytes'])} output limit at load time (the output was cut off); print less"
-            return flags, {"type": type(exc).__name__, "message": message, "line": line, "file": file or chunk["filename"], "traceback": text}
+            return flags, {"type": type(exc).__name__, "message": message, "line": line, "file": file or filename, "traceback": text}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         return flags, None
@@ -306,19 +329,19 @@ class Zygote:
             if name not in self.namespace:
                 continue
             obj = self.namespace[name]
-            info: dict[str, Any] = {"callable": callable(obj), "type": type(obj).__name__}
+            info: dict[str, Any] = {"callable": callable(obj), "type": str(type(obj).__name__)[:300]}
             code = getattr(obj, "__code__", None)
             if code is not None:
                 info.update(file=code.co_filename, line=code.co_firstlineno)
             if callable(obj):
                 try:
                     sig = inspect.signature(obj)
-                    info["signature"] = f"{name}{sig}"
+                    info["signature"] = f"{name}{sig}"[:4000]
                     sig.bind(*range(len(contract.args)))
                     info["bindable"] = True
                 except TypeError as exc:
                     info["bindable"] = False
-                    info["bind_error"] = str(exc)
+                    info["bind_error"] = str(exc)[:2000]
                 except ValueError:
                     info["bindable"] = True  # no introspectable signature (builtin/C callable): try calling it
             found[name] = info
@@ -397,9 +420,10 @@ class Zygote:
                 os._exit(0)
             if header.get("op") != "call":
                 os._exit(0)
-            fn = self.namespace.get(header["function"])
+            name = Call.parse(header).function
+            fn = self.namespace.get(name)
             if not callable(fn):
-                send(fd, {"status": "raised", "error": {"type": "NameError", "message": f"{header['function']} is not defined", "traceback": "", "line": None, "file": None}})
+                send(fd, {"status": "raised", "error": {"type": "NameError", "message": f"{name} is not defined", "traceback": "", "line": None, "file": None}})
                 continue
             reply, out = callexec.execute_call(fn, header, buffers, self.learner_files)
             if self.guard is not None and self.guard.attempts:
@@ -419,6 +443,10 @@ class Zygote:
             reply, out = recv(fd, self.deadline)
         except Timeout:
             self.child_dead = {"status": "timeout", "detail": self._kill_with_trace(), "limit": self.case_timeout}
+            return dict(self.child_dead), []
+        except CorruptMessage as exc:
+            self._kill_child()
+            self.child_dead = {"status": "corrupted", "detail": corrupted(str(exc))}
             return dict(self.child_dead), []
         except (ProtocolError, OSError):
             self.child_dead = {"status": "crashed", "detail": self._reap_description()}
@@ -504,18 +532,18 @@ class Zygote:
         self._prepare_spare()
 
 
-def _source_lines(chunks: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Each learner file's lines, for tracebacks. The chunks of a .py file share its name and each
-    holds only its own statement (blank-padded), so they are merged, not stored one over another."""
-    files: dict[str, list[str]] = {}
-    for c in chunks:
-        merged = files.setdefault(c["filename"], [])
-        for i, text in enumerate(c["source"].splitlines(keepends=True)):
-            if i == len(merged):
-                merged.append("\n")
-            if text.strip():
-                merged[i] = text
-    return files
+def _source_lines(files: list[Any]) -> dict[str, list[str]]:
+    """Each learner file's lines (for compiling chunks and for tracebacks), split once."""
+    return {f.filename: f.source.splitlines(keepends=True) for f in files}
+
+
+def _fit_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A load error within the protocol's limits (a learner's message or traceback may be huge)."""
+    out = dict(error)
+    for key, size in (("type", 300), ("message", 2000), ("traceback", 8000), ("file", 4096)):
+        if isinstance(out.get(key), str) and len(out[key]) > size:
+            out[key] = out[key][: size - 3] + "..."
+    return out
 
 
 _LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
