@@ -88,6 +88,7 @@ def prepare_torch() -> None:
         t_mul=base.mul,
         t_sum=base.sum,
         uint8=torch.uint8,
+        int16=torch.int16,
         half_types=(torch.float16, torch.bfloat16),
         dtypes={
             "float64": torch.float64,
@@ -263,18 +264,24 @@ def _describe_tensor(value: Any, buffers: list[bytes]) -> dict[str, Any]:
             "device": _str(t["t_device"](value)),
             "requires_grad": bool(t["t_requires_grad"](value)),
         }
+        encoding = None
         try:
-            host = t["t_to"](t["t_detach"](value), "cpu")
-            if dtype in t["half_types"]:
-                host = t["t_float"](host)
-            plain = t["t_numpy"](t["t_resolve_neg"](t["t_resolve_conj"](host)))
+            host = t["t_resolve_neg"](t["t_resolve_conj"](t["t_to"](t["t_detach"](value), "cpu")))
+            if dtype == t["dtypes"]["bfloat16"]:  # numpy has no bfloat16: send its raw 2-byte words
+                host, encoding = t["t_view"](t["t_contiguous"](host), t["int16"]), "bfloat16"
+            plain = t["t_numpy"](host)
         except (TypeError, RuntimeError) as exc:
             desc["unreadable"] = f"cannot read the tensor's values: {_safe_str(exc)}"
             return desc
-    return _with_values(desc, plain, buffers)
+    return _with_values(desc, plain, buffers, encoding)
 
 
-def _with_values(desc: dict[str, Any], arr: np.ndarray, buffers: list[bytes]) -> dict[str, Any]:
+# Dtypes whose values are sent as their own bytes: the grader converts them, so a reported dtype
+# is backed by a buffer of exactly that element size (a claim it cannot be made to believe alone).
+RAW_ENCODINGS = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool")
+
+
+def _with_values(desc: dict[str, Any], arr: np.ndarray, buffers: list[bytes], encoding: str | None = None) -> dict[str, Any]:
     dtype = _nd_dtype(arr)
     if dtype.kind not in "fiub":
         desc["unreadable"] = f"values of dtype {dtype} cannot be compared with real numbers"
@@ -282,8 +289,14 @@ def _with_values(desc: dict[str, Any], arr: np.ndarray, buffers: list[bytes]) ->
     if arr.size > MAX_OUTPUT_ELEMENTS:
         desc["unreadable"] = f"output has {arr.size} elements, too many to compare"
         return desc
-    buffers.append(_nd_tobytes(_np_ascontiguousarray(arr, dtype=_np_float64)))
+    name = encoding or _str(dtype)
+    if name in RAW_ENCODINGS or encoding is not None:
+        buffers.append(_nd_tobytes(_np_ascontiguousarray(arr)))
+    else:
+        name = "float64"
+        buffers.append(_nd_tobytes(_np_ascontiguousarray(arr, dtype=_np_float64)))
     desc["values"] = _len(buffers) - 1
+    desc["encoding"] = name
     return desc
 
 

@@ -116,7 +116,7 @@ def _expand(paths: list[str]) -> list[str]:
     for given in paths:
         p = Path(given)
         if p.is_dir():
-            found = sorted(str(q) for q in p.iterdir() if q.suffix in (".py", ".ipynb") and q.is_file())
+            found = sorted(str(q) for q in p.iterdir() if q.suffix in (".py", ".ipynb") and not q.is_dir())  # special files get a report saying why they are refused
             if not found:
                 raise UsageError(f"{given}: folder contains no .py or .ipynb files")
             out.extend(found)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,11 @@ BUILTIN_PREFIX = "attnspec:spec/"
 DEFAULT_POINTS = 1.0
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_EXAMPLES = 10
+# Spec files are input too. A hand-written literal case has tens of values; a million is far
+# beyond any worked example and still cheap to hold. A spec file of 10 MB is ~1000 times the
+# shipped ones.
+MAX_LITERAL_VALUES = 1_000_000
+MAX_SPEC_BYTES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,10 @@ def check_spec(extra: list[str] | None = None, *, builtin: bool = True) -> tuple
             continue
         seen_paths.add(resolved)
         try:
+            size = source.path.stat().st_size
+            if size > MAX_SPEC_BYTES:
+                problems.append(SpecProblem(source.display, 1, 1, f"the file is {size:,} bytes, more than the {MAX_SPEC_BYTES:,}-byte limit for a spec file"))
+                continue
             text = source.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(SpecProblem(source.display, 1, 1, f"cannot read the file: {exc}"))
@@ -97,7 +107,12 @@ def check_spec(extra: list[str] | None = None, *, builtin: bool = True) -> tuple
         problems.extend(yaml_problems)
         if doc is None:
             continue
-        loaded = _FileLoader(doc, validator, seen_ids).load()
+        try:
+            loaded = _FileLoader(doc, validator, seen_ids).load()
+        except (RecursionError, MemoryError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "too large to hold in memory"
+            problems.append(SpecProblem(source.display, 1, 1, f"the file's data is {why} to check; keep spec files to plain cases"))
+            continue
         problems.extend(loaded.problems)
         if loaded.file is not None:
             files.append(loaded.file)
@@ -146,13 +161,23 @@ class _FileLoader:
             return _Loaded(None, [], None, [], self.problems)
         bad_cases: set[int] = set()
         file_level_ok = True
+        reported: set[tuple] = set()
         for error in self.validator.iter_errors(data):
             path = list(error.absolute_path)
+            reported.add(tuple(path))
             if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
                 bad_cases.add(path[1])
             else:
                 file_level_ok = False
             self._schema_problem(error, data)
+        for path, value in _non_finite(data):
+            if path in reported:
+                continue
+            if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
+                bad_cases.add(path[1])
+            else:
+                file_level_ok = False
+            self.add(path, f"{self._case_prefix(list(path), data)}{path[-1]}={value!r} must be a finite number")
         if not file_level_ok:
             return _Loaded(None, [], None, [], self.problems)
         defaults = data.get("defaults", {})
@@ -253,6 +278,10 @@ class _FileLoader:
             self.add(at + ("property",), f"{prefix}property '{prop.name}' does not apply to {exercise} (it applies to {', '.join(prop.exercises)})")
             return None
         params = raw.get("params", {})
+        for path, count in _oversized_literals(params):
+            self.add(at + ("params",) + path, f"{prefix}a literal array of {count:,} values is larger than the limit of {MAX_LITERAL_VALUES:,}")
+        if len(self.problems) > before:
+            return None
         for error in jsonschema.Draft202012Validator(prop.params_schema).iter_errors(params):
             self._schema_problem(_reroot(error, list(at) + ["params"]), data)
         backends = self._backends(at, prefix, raw, defaults, prop)
@@ -295,7 +324,11 @@ class _FileLoader:
             allow_degenerate_shapes=raw.get("allow_degenerate_shapes"),
         )
         if prop.validate is not None:
-            built = build_fixed_inputs(case)
+            try:
+                built = build_fixed_inputs(case)
+            except MemoryError:
+                self.add(at + ("inputs",), f"{prefix}the inputs of this case are too large to build; use smaller shapes")
+                return None
             for path, message in prop.validate(case, built):
                 self.add(at + tuple(path), prefix + message)
         if len(self.problems) > before:
@@ -325,6 +358,14 @@ class _FileLoader:
             self.add(at, f"{prefix}missing required field 'inputs' (property '{prop.name}' needs inputs)")
             return None
         if "literal" in given:
+            oversized = _oversized_literals(given["literal"])
+            for path, count in oversized:
+                self.add(
+                    at + ("inputs", "literal") + path,
+                    f"{prefix}a literal array of {count:,} values is larger than the limit of {MAX_LITERAL_VALUES:,} (literal inputs are for small worked examples; use shapes: for large ones)",
+                )
+            if oversized:
+                return None
             for path, message in literal_problems(exercise, given["literal"]):
                 self.add(at + ("inputs", "literal") + tuple(path), prefix + message)
             return InputSpec(literal=given["literal"])
@@ -356,6 +397,57 @@ class _FileLoader:
             return None
         forbidden = tuple(ForbiddenCall(f["call"], f["reason"]) for f in raw.get("forbidden", []))
         return Rules(exercise, float(raw.get("points", DEFAULT_POINTS)), forbidden, Location(self.doc.path, self.doc.locate(("rules",))[0]))
+
+
+def _non_finite(data: Any) -> list[tuple[tuple, float]]:
+    """(path, value) of every NaN or infinite number outside literal arrays (where -inf is a mask
+    value): points, timeouts, tolerances and scales must be finite."""
+    found: list[tuple[tuple, float]] = []
+    todo: list[tuple[tuple, Any]] = [((), data)]
+    while todo:
+        path, value = todo.pop()
+        if len(path) >= 4 and path[0] == "cases" and (path[2:4] == ("inputs", "literal") or path[2] == "params"):
+            continue
+        if isinstance(value, dict):
+            todo.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            todo.extend((path + (i,), v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append((path, value))
+    return sorted(found, key=lambda f: [str(p) for p in f[0]])
+
+
+def _oversized_literals(block: Any) -> list[tuple[tuple, int]]:
+    """(path, number of values) of each literal array (nested list, eye, fill) over the limit,
+    counted without building it: {fill: 0, shape: [100000, 100000]} must not allocate 80 GB."""
+    out: list[tuple[tuple, int]] = []
+    if not isinstance(block, dict):
+        return out
+    for key, value in block.items():
+        if isinstance(value, dict) and not ({"eye", "fill"} & set(value)):
+            out.extend(((key,) + p, n) for p, n in _oversized_literals(value))
+            continue
+        count = _literal_count(value)
+        if count > MAX_LITERAL_VALUES:
+            out.append(((key,), count))
+    return out
+
+
+def _literal_count(value: Any) -> int:
+    total, todo = 0, [value]
+    while todo and total <= MAX_LITERAL_VALUES:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, dict) and "eye" in item:
+            n = item["eye"] if isinstance(item["eye"], int) else 0
+            total += n * n
+        elif isinstance(item, dict) and "fill" in item:
+            shape = item.get("shape")
+            total += math.prod(s for s in shape if isinstance(s, int)) if isinstance(shape, list) else 0
+        else:
+            total += 1
+    return total
 
 
 def build_fixed_inputs(case: Case) -> Any:

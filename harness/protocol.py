@@ -384,6 +384,7 @@ class OutputDesc:
     requires_grad: bool | None = None
     length: int | None = None
     values: int | None = None
+    encoding: str | None = one_of("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool", default=None)
     unreadable: str | None = None
     repr: str | None = bounded(4096, None)
 
@@ -590,6 +591,21 @@ def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
     if isinstance(value, dict):
         return {"t": "dict", "items": {str(k): encode_input(v, buffers) for k, v in value.items()}}
     raise TypeError(f"cannot send {type(value).__name__} to a worker")
+
+
+def decode_values(encoding: str, shape: list[int], buf: bytes) -> np.ndarray:
+    """Values sent in their own dtype (`encoding`), as float64: the byte count must match exactly."""
+    if encoding == "bfloat16":
+        words = _np_frombuffer(buf, dtype=np.uint16) if len(buf) % 2 == 0 else None
+        raw = None if words is None else (words.astype(np.uint32) << 16).view(np.float32)
+        itemsize = 2
+    else:
+        itemsize = np.dtype(encoding).itemsize
+        raw = _np_frombuffer(buf, dtype=np.dtype(encoding)) if len(buf) % itemsize == 0 else None
+    need = itemsize * _prod(shape)
+    if raw is None or len(buf) != need:
+        raise CorruptMessage(f"an output said to hold {encoding} values of shape {tuple(shape)} ({need} bytes) came with {len(buf)} bytes")
+    return raw.astype(np.float64).reshape(shape)
 
 
 def decode_float64(node: Any, buffers: list[bytes]) -> np.ndarray:

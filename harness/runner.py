@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from . import callexec
+from .callexec import RAW_ENCODINGS
 from .errors import WorkerError
 from .exercises import FUNCTIONS
 from .inputs import Inputs
@@ -39,6 +40,7 @@ from .protocol import (
     Timeout,
     corrupted,
     decode_float64,
+    decode_values,
     encode_input,
     mib,
     recv,
@@ -77,9 +79,14 @@ class Output:
         """From a validated description; its values must fill its shape exactly (CorruptMessage if not)."""
         values = None
         if desc.values is not None:
-            if desc.shape is None:
-                raise CorruptMessage("an output has values but no shape")
-            values = decode_float64({"shape": desc.shape, "buf": desc.values}, buffers)
+            if desc.shape is None or desc.encoding is None or not 0 <= desc.values < len(buffers):
+                raise CorruptMessage("an output's values come without their shape, encoding or buffer")
+            typed = desc.kind in ("ndarray", "tensor")
+            if typed and desc.encoding != desc.dtype and (desc.dtype in RAW_ENCODINGS or desc.dtype == "bfloat16"):
+                raise CorruptMessage(f"an output said to be {desc.dtype} came with {desc.encoding} values")
+            if not typed and desc.encoding != "float64":
+                raise CorruptMessage(f"a {desc.kind}'s values came as {desc.encoding}, not float64")
+            values = decode_values(desc.encoding, desc.shape, buffers[desc.values])
         return cls(
             kind=desc.kind,
             type=desc.type,

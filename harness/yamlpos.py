@@ -17,6 +17,10 @@ import yaml
 from .errors import SpecProblem
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Aliases let a 600-byte file stand for a billion values (every later step walks the expanded
+# data). Spec files rarely need them: a few dozen references to shared defaults at most.
+MAX_ALIASES = 100
+MAX_EXPANDED_VALUES = 1_000_000
 
 
 class _SpecLoader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -116,4 +120,55 @@ def load_yaml(text: str, path: str) -> tuple[YamlDocument | None, list[SpecProbl
         return None, [SpecProblem(path, 1, 1, f"YAML error: {exc}")]
     finally:
         loader.dispose()
+    bomb = _alias_problem(root, text, path)
+    if bomb is not None:
+        return None, [bomb]
     return YamlDocument(path, data, root), _duplicate_keys(root, path)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _alias_problem(root: yaml.Node | None, text: str, path: str) -> SpecProblem | None:
+    """A problem if the node graph's aliases are too many, recursive, or expand too far; counted
+    on the graph (each shared node once), never by expanding it."""
+    if root is None:
+        return None
+    sizes: dict[int, int | None] = {}
+    references = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            sizes[key] = 1 + sum(sizes[id(c)] or 0 for c in _children(node))
+            continue
+        if key in sizes:
+            references += 1
+            if sizes[key] is None:
+                return _at_first_alias(text, path, "a YAML alias refers to a value that contains it (a recursive alias); write the values out")
+            continue
+        sizes[key] = None
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(_children(node)))
+    if references > MAX_ALIASES:
+        return _at_first_alias(text, path, f"the file uses YAML aliases {references:,} times, more than the limit of {MAX_ALIASES}; write the values out")
+    total = sizes[id(root)] or 0
+    if total > MAX_EXPANDED_VALUES:
+        return _at_first_alias(text, path, f"YAML aliases expand this file to {total:,} values, more than the limit of {MAX_EXPANDED_VALUES:,} (an alias bomb?); write the values out")
+    return None
+
+
+def _at_first_alias(text: str, path: str, message: str) -> SpecProblem:
+    try:
+        for event in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(event, yaml.AliasEvent):
+                return SpecProblem(path, event.start_mark.line + 1, event.start_mark.column + 1, message)
+    except yaml.YAMLError:
+        pass
+    return SpecProblem(path, 1, 1, message)
