@@ -45,6 +45,10 @@ class SpecError(AttnspecError):
 class SubmissionError(AttnspecError):
     """The submission file cannot be read at all (missing, not a notebook, not text). Fix: the message says what and where."""
 
+    def __init__(self, message: str, *, sha256: str | None = None) -> None:
+        super().__init__(message)
+        self.sha256 = sha256  # of the bytes, when they were read (not for a refused FIFO or device)
+
 
 class WorkerError(AttnspecError):
     """A worker process could not be started (not a learner's fault). Fix: check the Python environment."""

@@ -91,6 +91,7 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     try:
         submission = load_submission(path)
     except SubmissionError as exc:
+        result.submission = {"path": path, **({"sha256": exc.sha256} if exc.sha256 else {})}
         result.exercises = [ExerciseResult(e, "load_error", str(exc), max_score=_max_points(spec, e, options)) for e in scope]
         _finish(result, spec, options, scope, start)
         return result

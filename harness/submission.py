@@ -111,6 +111,14 @@ def load_submission(path: str | Path) -> Submission:
     display = str(path)
     raw = _read_safely(p, display)
     digest = hashlib.sha256(raw).hexdigest()
+    try:
+        return _load_bytes(p, display, raw, digest)
+    except SubmissionError as exc:
+        exc.sha256 = digest
+        raise
+
+
+def _load_bytes(p: Path, display: str, raw: bytes, digest: str) -> Submission:
     if p.suffix not in (".py", ".ipynb"):
         raise SubmissionError(f"{display}: unsupported file type '{p.suffix}'; expected a .py file or a .ipynb notebook")
     if not raw.strip():

@@ -1,0 +1,413 @@
+"""Hostile input: submissions that lie to the grader, corrupt its messages or are malformed files.
+
+Each attack in tests/hostile_inputs/ is graded against its honest version (the same mistake
+made openly) on the isolation spec (one case per batch size, tests/specs/isolation/), and must
+gain nothing: its score is at most the honest one and the case it aimed at fails, with a message
+that says why. A class run of every attack, every malformed file and a correct file gives each
+submission exactly its solo verdict, one schema-valid report each, and the documented exit code.
+Everything runs at the default isolation level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from attnspec import protocol
+from attnspec.errors import SubmissionError
+from attnspec.grade import GradeOptions, grade
+from attnspec.loader import load_spec
+from attnspec.reports.json_report import render_json
+from attnspec.results import GradeResult
+from attnspec.runner import Limits, WorkerPool, decode_outcome
+from attnspec.static import analyze
+from attnspec.submission import MAX_SOURCE_BYTES, load_submission
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HOSTILE = HERE / "hostile_inputs"
+SUBMISSIONS = HERE / "submissions"
+SPEC_DIR = HERE / "specs" / "isolation"
+SCHEMA = json.loads((ROOT / "harness" / "schemas" / "report.schema.json").read_text())
+EXERCISE = "manual_attention"
+RULES = f"{EXERCISE}.implementation_rules"
+LIMITS = Limits(memory_mb=1024, chunk_timeout=5.0, load_timeout=30.0, submission_timeout=300.0)
+CORRUPTED = "the submission corrupted the worker ("
+TAMPER_CASES = ("iso.ref_b3", "iso.ref_b4", "iso.ref_b5_causal", "iso.dtype_b6", "iso.type_b7", "iso.shape_b8", "iso.unchanged_b9")
+
+# attack -> (its honest version, {case: message fragments it must show})
+ATTACKS: dict[str, tuple[Path, dict[str, list[str]]]] = {
+    "lying_dtype.py": (SUBMISSIONS / "wrong_dtype.py", {"iso.dtype_b6": ["out.dtype=float64, but should be float32"]}),
+    "fake_class.py": (SUBMISSIONS / "wrong_dtype.py", {"iso.dtype_b6": ["Impostor", "which has no dtype"]}),
+    "torch_function_lies.py": (HOSTILE / "torch_wrong_dtype.py", {"iso.dtype_b6": ["out.dtype=float64, but should be float32"]}),
+    "json_hides_mutation.py": (SUBMISSIONS / "mutates_input.py", {"iso.unchanged_b9": ["modified its input Q in place"]}),
+    "forged_reply.py": (SUBMISSIONS / "wrong_dtype.py", {"iso.dtype_b6": [CORRUPTED, "said to hold float32 values", "came with 2688 bytes"]}),
+    "corrupts_reply.py": (SUBMISSIONS / "os_exit.py", {"iso.ref_b3": [CORRUPTED + "the message header is not valid JSON)"]}),
+    "frames_tamper.py": (
+        HOSTILE / "honest_sdpa.py",
+        {RULES: ["inspects the grader's stack frames (line 13)"], **{c: [CORRUPTED + "it switched off the grader's call tracing)"] for c in TAMPER_CASES}},
+    ),
+    "gc_tamper.py": (
+        HOSTILE / "honest_sdpa.py",
+        {RULES: ["inspects the grader's objects (through the garbage collector) (line 14)"], **{c: [CORRUPTED] for c in TAMPER_CASES}},
+    ),
+}
+
+
+def _options() -> GradeOptions:
+    return GradeOptions(exercises=(EXERCISE,), limits=LIMITS)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec([str(SPEC_DIR)], builtin=False)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with WorkerPool() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def graded(spec, pool):
+    cache: dict[str, GradeResult] = {}
+
+    def run(path: Path | str) -> GradeResult:
+        key = str(path)
+        if key not in cache:
+            cache[key] = grade(key, spec, _options(), pool)
+        return cache[key]
+
+    return run
+
+
+def _outcomes(result: GradeResult) -> dict[str, str]:
+    return {c.case_id: c.outcome for c in result.cases}
+
+
+def _messages(result: GradeResult, case_id: str) -> str:
+    case = next(c for c in result.cases if c.case_id == case_id)
+    return "\n".join(i.message for i in case.instances)
+
+
+def _valid(result: GradeResult) -> dict:
+    data = json.loads(render_json(result))
+    jsonschema.validate(data, SCHEMA, cls=jsonschema.Draft202012Validator)
+    return data
+
+
+# ---------------------------------------------------------------- lying and tampering submissions
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_an_attack_gains_nothing_over_its_honest_version(graded, attack):
+    honest_path, expected = ATTACKS[attack]
+    result, honest = graded(HOSTILE / attack), graded(honest_path)
+    assert result.score <= honest.score, (result.score, honest.score)
+    outcomes = _outcomes(result)
+    for case_id, fragments in expected.items():
+        assert outcomes[case_id] != "passed", case_id
+        text = _messages(result, case_id)
+        for fragment in fragments:
+            assert fragment in text, (case_id, text)
+    # Every case the attack did not aim at is graded exactly as for the honest version.
+    honest_outcomes = _outcomes(honest)
+    for case_id, outcome in outcomes.items():
+        if case_id not in expected:
+            assert outcome == honest_outcomes[case_id], case_id
+    assert result.exit_code == 1
+    _valid(result)
+
+
+def test_the_attacks_target_a_case_the_honest_version_also_fails(graded):
+    """The honest versions are real: each fails the case its attack tried to forge."""
+    for attack, (honest_path, expected) in ATTACKS.items():
+        honest = _outcomes(graded(honest_path))
+        failing = [c for c in expected if honest.get(c) not in ("passed", None)]
+        assert failing, attack
+
+
+def test_a_forged_load_reply_fails_that_submission_with_a_plain_verdict(graded):
+    result = graded(HOSTILE / "corrupts_load.py")
+    assert result.score == 0
+    (exercise,) = result.exercises
+    assert exercise.status == "load_error"
+    assert CORRUPTED + "Loaded.chunk_errors is an integer, not a list)" in exercise.message
+    assert "Traceback" not in json.dumps(_valid(result))
+
+
+def test_a_correct_future_annotations_dataclass_file_gets_full_marks(graded):
+    result = graded(HOSTILE / "future_dataclass.py")
+    assert result.score == result.max_score > 0
+    assert not result.load.errors
+
+
+# ---------------------------------------------------------------- the protocol believes only bytes
+
+
+def _reply(**fields) -> dict:
+    return {"status": "ok", "duration": 0.0, **fields}
+
+
+@pytest.mark.parametrize(
+    ("reply", "buffers", "why"),
+    [
+        (_reply(duration=float("nan")), [], "CallReply.duration is a number, not a finite number"),
+        (_reply(status="passed"), [], "CallReply.status is 'passed', not one of"),
+        (_reply(mutated="Q"), [], "CallReply.mutated is a string, not a list"),
+        (_reply(tripwires=[{"api": "x" * 301}]), [], "holds 301 characters, more than the limit of 300"),
+        (_reply(output={"kind": "ndarray"}), [], "CallReply.output lacks its field 'type'"),
+        (_reply(verdict="pass"), [], "unexpected field 'verdict'"),
+        (_reply(output={"kind": "ndarray", "type": "numpy.ndarray", "dtype": "float32", "shape": [2, 3], "values": 0, "encoding": "float64"}), [b"\0" * 48], "said to be float32 came with float64 values"),
+        (_reply(output={"kind": "ndarray", "type": "numpy.ndarray", "dtype": "float64", "shape": [2, 3], "values": 0, "encoding": "float64"}), [b"\0" * 40], "came with 40 bytes"),
+        (_reply(output={"kind": "ndarray", "type": "numpy.ndarray", "dtype": "float64", "shape": [2, 3], "values": 3, "encoding": "float64"}), [], "without their shape, encoding or buffer"),
+        (_reply(grads={"Q": {"shape": [2], "buf": 0}}), [b"\0" * 8], "needs 16"),
+    ],
+)
+def test_a_malformed_reply_is_a_corrupted_worker_not_an_exception(reply, buffers, why):
+    outcome = decode_outcome(reply, buffers)
+    assert outcome.status == "corrupted" and outcome.fatal
+    assert outcome.detail.startswith(CORRUPTED) and why in outcome.detail, outcome.detail
+    assert outcome.problem() == outcome.detail
+
+
+def test_values_are_converted_by_the_grader_from_their_own_dtype():
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    reply = _reply(output={"kind": "ndarray", "type": "numpy.ndarray", "dtype": "float32", "shape": [2, 3], "values": 0, "encoding": "float32"})
+    outcome = decode_outcome(reply, [values.tobytes()])
+    assert outcome.ok and outcome.output.values.dtype == np.float64
+    np.testing.assert_array_equal(outcome.output.values, values)
+
+
+def _pipe_message(raw: bytes) -> tuple[int, threading.Thread]:
+    r, w = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(w, "wb") as f:
+            try:
+                f.write(raw)
+            except BrokenPipeError:
+                pass
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return r, t
+
+
+def _framed(body: bytes) -> bytes:
+    return struct.pack(">Q", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (struct.pack(">Q", protocol.MAX_HEADER + 1), "more than the 4 MiB limit"),
+        (_framed(b"[" * 100_001 + b"]" * 100_001), "nested too deeply"),
+        (_framed(b"{'a': nope}"), "not valid JSON"),
+        (_framed(b"[]"), "not a JSON object"),
+        (_framed(b'{"_buffers":[],"a":NaN}'), "not valid JSON"),
+        (_framed(b'{"_buffers":[1,-2]}'), "buffer sizes are missing or invalid"),
+        (_framed(b'{"_buffers":[536870912,536870912]}'), "more than the 768 MiB limit"),
+        (_framed(b'{"a":1} {"b":2}'), "data after its JSON"),
+    ],
+)
+def test_recv_refuses_oversized_and_malformed_messages(raw, why):
+    r, t = _pipe_message(raw)
+    try:
+        with pytest.raises(protocol.CorruptMessage, match=why):
+            protocol.recv(r, deadline=None)
+    finally:
+        os.close(r)
+        t.join(timeout=5)
+
+
+def test_patching_json_and_struct_does_not_change_what_is_sent(monkeypatch):
+    r, w = os.pipe()
+    try:
+        monkeypatch.setattr(json, "dumps", lambda *a, **k: '{"status":"ok"}')
+        monkeypatch.setattr(json.encoder.JSONEncoder, "encode", lambda self, o: '{"status":"ok"}')
+        monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+        monkeypatch.setattr(struct, "pack", lambda *a: b"\0" * 8)
+        protocol.send(w, {"status": "raised", "mutated": ["Q"]})
+        monkeypatch.undo()
+        header, _ = protocol.recv(r)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert header == {"status": "raised", "mutated": ["Q"]}
+
+
+def test_nothing_in_the_worker_decides_pass_or_fail():
+    """The worker imports neither the comparison nor the properties nor the grade logic."""
+    code = "import sys, attnspec.worker; print(sorted(m for m in sys.modules if m.startswith('attnspec')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    loaded = set(json.loads(out.replace("'", '"')))
+    assert loaded and not loaded & {"attnspec.compare", "attnspec.properties", "attnspec.grade", "attnspec.diagnosis", "attnspec.scoring"}
+
+
+# ---------------------------------------------------------------- malformed submission files
+
+
+def _notebook(cells: list, **metadata) -> str:
+    return json.dumps({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5})
+
+
+MALFORMED_FILES: dict[str, tuple[bytes, str]] = {
+    "non_utf8.py": (b"x = 1\ny = '\xff'\n", "not UTF-8 text (byte 0xff at line 2, column 6); save the file as UTF-8"),
+    "nul_byte.py": (b"import numpy\nx = 1\x00\n", "contains a NUL byte at line 2, column 6"),
+    "empty.py": (b"", "the file is empty; expected Python code"),
+    "blank.ipynb": (b"  \n", "the file is empty; expected a Jupyter notebook (JSON)"),
+    "long_expression.py": (("x = " + "1 + " * 100_000 + "1\n").encode(), "Python's parser cannot handle this code (an expression is nested too deeply; the longest line is line 1, 400,005 characters)"),
+    "deep_json.ipynb": (("[" * 100_000 + "]" * 100_000).encode(), "its JSON is nested too deeply"),
+    "deep_metadata.ipynb": (_notebook([], a=json.loads("[" * 100 + "]" * 100)).encode(), "its JSON is nested more than 64 levels deep"),
+    "kernelspec_string.ipynb": (_notebook([], kernelspec="python3").encode(), "metadata.kernelspec is a string, expected an object"),
+    "language_info_list.ipynb": (_notebook([], language_info=["python"]).encode(), "metadata.language_info is a list, expected an object"),
+    "kernel_language_number.ipynb": (_notebook([], kernelspec={"language": 3}).encode(), "metadata.kernelspec.language is a number, expected a string"),
+    "cells_object.ipynb": (json.dumps({"cells": {"a": 1}, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode(), "'cells' is an object, expected a list of cells"),
+    "source_number.ipynb": (_notebook([{"cell_type": "code", "source": 7, "metadata": {}, "outputs": [], "execution_count": None}]).encode(), "cell 1's source is a number, expected a string or a list of strings"),
+    "cell_type_list.ipynb": (_notebook([{"cell_type": ["code"], "source": "", "metadata": {}}]).encode(), "cell 1's cell_type is a list, expected a string"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_FILES))
+def test_a_malformed_file_is_a_precise_submission_error(tmp_path, name):
+    data, message = MALFORMED_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(SubmissionError) as info:
+        load_submission(path)
+    assert str(info.value) == f"{path}: {message}" or message in str(info.value), str(info.value)
+
+
+def _special_files(folder: Path) -> dict[str, str]:
+    """Make a FIFO, a socket, and symlinks to a device and out of the folder; name -> expected message."""
+    os.mkfifo(folder / "pipe.py")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "sock.py"))
+    server.close()
+    (folder / "zero.py").symlink_to("/dev/zero")
+    outside = folder.parent / "elsewhere.py"
+    outside.write_text("def manual_attention(Q, K, V, mask=None):\n    return Q\n")
+    (folder / "outside.py").symlink_to(outside)
+    return {
+        "pipe.py": "is a named pipe (FIFO), not a regular file",
+        "sock.py": "is a socket, not a regular file",
+        "zero.py": "is a symbolic link to /dev/zero, outside the submission's folder",
+        "outside.py": f"is a symbolic link to {outside}, outside the submission's folder",
+    }
+
+
+def test_special_files_are_refused_at_once_without_being_read(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    expected = _special_files(folder)
+    errors: dict[str, str] = {}
+
+    def load_all() -> None:
+        for name in expected:
+            try:
+                load_submission(folder / name)
+            except SubmissionError as exc:
+                errors[name] = str(exc)
+
+    worker = threading.Thread(target=load_all, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "reading a special file blocked"
+    for name, message in expected.items():
+        assert message in errors[name], errors.get(name)
+
+
+def test_a_symlink_inside_the_folder_is_followed(tmp_path):
+    (tmp_path / "real.py").write_text((SUBMISSIONS / "correct.py").read_text())
+    (tmp_path / "link.py").symlink_to(tmp_path / "real.py")
+    assert load_submission(tmp_path / "link.py").chunks
+
+
+def test_a_huge_file_gets_a_clear_message_not_a_lost_worker(tmp_path):
+    path = tmp_path / "huge.py"
+    line = "x = 1  # " + "padding " * 12 + "\n"
+    with path.open("w") as f:
+        f.write((SUBMISSIONS / "correct.py").read_text())
+        f.write(line * (50_000_000 // len(line)))
+    with pytest.raises(SubmissionError, match=rf"more than the {MAX_SOURCE_BYTES:,}-byte limit for a \.py submission"):
+        load_submission(path)
+
+
+def test_a_correct_file_with_4500_top_level_lines_grades_fully_with_a_linear_load_message(graded, tmp_path):
+    path = tmp_path / "long_correct.py"
+    body = "".join(f"CONSTANT_{i} = {i}\n" for i in range(4500))
+    path.write_text(body + (SUBMISSIONS / "correct.py").read_text() + "\nassert CONSTANT_4499 == 4499\n")
+    submission = load_submission(path)
+    assert len(submission.chunks) > 4500
+    message = json.dumps(submission.load_request())
+    assert len(message) < 2 * path.stat().st_size + 100_000  # each line once, not once per chunk
+    result = graded(path)
+    assert result.score == result.max_score > 0
+    assert not result.load.errors
+
+
+def test_tracebacks_keep_the_learners_line_numbers(graded, tmp_path):
+    path = tmp_path / "late_error.py"
+    path.write_text("".join(f"A_{i} = {i}\n" for i in range(300)) + (SUBMISSIONS / "correct.py").read_text() + "\nraise ValueError('line numbers')\n")
+    result = graded(path)
+    (error,) = result.load.errors
+    assert error["type"] == "ValueError" and error["line"] == len(path.read_text().splitlines())
+
+
+def test_static_analysis_flags_frame_and_gc_introspection():
+    sub = load_submission(HOSTILE / "frames_tamper.py")
+    uses = analyze(sub).introspection
+    assert [(u.api, u.line) for u in uses][:2] == [("stack frames", 13), ("stack frames", 15)]
+    assert analyze(load_submission(SUBMISSIONS / "correct.py")).introspection == []
+
+
+# ---------------------------------------------------------------- a class run
+
+
+def test_a_class_run_gives_every_submission_its_solo_verdict(graded, tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    names = ["correct.py", "wrong_dtype.py"]
+    for name in names:
+        (folder / name).write_text((SUBMISSIONS / name).read_text())
+    attacks = ["corrupts_reply.py", "fake_class.py", "frames_tamper.py", "json_hides_mutation.py", "corrupts_load.py"]
+    for name in attacks:
+        (folder / name).write_text((HOSTILE / name).read_text())
+    for name in ("kernelspec_string.ipynb", "long_expression.py", "nul_byte.py"):
+        (folder / name).write_bytes(MALFORMED_FILES[name][0])
+    specials = _special_files(folder)
+    reports = tmp_path / "reports"
+    cmd = [sys.executable, "-m", "attnspec", "grade", str(folder), "--spec", str(SPEC_DIR), "--no-builtin", "--exercise", EXERCISE]
+    proc = subprocess.run(cmd + ["--format", "json", "--output-dir", str(reports), "-j", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr  # some submissions fail; none is a grading error
+    assert "Traceback" not in proc.stdout + proc.stderr
+    got = {p.stem: json.loads(p.read_text()) for p in reports.glob("*.json")}
+    everyone = names + attacks + ["kernelspec_string.ipynb", "long_expression.py", "nul_byte.py"] + list(specials)
+    assert sorted(got) == sorted(Path(n).stem for n in everyone)
+    for data in got.values():
+        jsonschema.validate(data, SCHEMA, cls=jsonschema.Draft202012Validator)
+    for name in names + attacks:
+        solo = graded(folder / name)
+        data = got[Path(name).stem]
+        assert data["score"] == solo.score, name
+        assert {c["case_id"]: c["outcome"] for e in data["exercises"] for c in e["cases"]} == _outcomes(solo), name
+    for name, message in specials.items():
+        (exercise,) = got[Path(name).stem]["exercises"]
+        assert exercise["status"] == "load_error" and message in exercise["message"]
+    assert "kernelspec is a string" in got["kernelspec_string"]["exercises"][0]["message"]
+    assert got["correct"]["score"] == got["correct"]["max_score"] > 0
