@@ -3,6 +3,7 @@ one run; the shipped spec clean, large enough, and covering every property per e
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -152,3 +153,37 @@ def test_cli_grade_with_a_broken_spec_still_writes_a_report_and_exits_2(tmp_path
     report = json.loads(out.read_text())
     assert report["score"] == 0
     assert "spec_version 7 is not supported" in report["output"]
+
+
+@pytest.mark.parametrize("fixture", ["alias_bomb.yaml", "non_finite.yaml", "huge_literal.yaml", "recursive_alias.yaml"])
+def test_grading_with_a_hostile_spec_exits_2_with_a_report_not_a_traceback(tmp_path, fixture):
+    """Spec files are input too: a malformed one ends `attnspec grade` with exit 2 and a report
+    that lists its problems as file:line:col, never with a traceback or a hang."""
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / fixture).write_text((BROKEN / fixture).read_text())
+    out = tmp_path / "report.json"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "attnspec", "grade", str(root / "examples" / "correct_numpy.py"), "--spec", str(folder), "--format", "json", "--output", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["status"] == "error"
+    text = json.dumps(report)
+    for line, col, message in expectations(BROKEN / fixture):
+        assert f"{fixture}:{line}:{col}: " in text
+        assert json.dumps(message)[1:-1].split(" (")[0] in text
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded():
+    from attnspec.yamlpos import MAX_EXPANDED_VALUES, load_yaml
+
+    doc, problems = load_yaml((BROKEN / "alias_bomb.yaml").read_text(), "bomb.yaml")
+    assert doc is None and len(problems) == 1
+    assert f"more than the limit of {MAX_EXPANDED_VALUES:,}" in problems[0].message
+    shared = "base: &b {atol: 1.0e-9, rtol: 1.0e-7}\n" + "".join(f"k{i}: *b\n" for i in range(20))
+    doc, problems = load_yaml(shared, "shared.yaml")
+    assert doc is not None and problems == []  # a few references to shared defaults are fine
