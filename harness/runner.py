@@ -164,8 +164,8 @@ def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
         msg = CallReply.parse(reply)
     except CorruptMessage as exc:
         return CallOutcome(status="corrupted", detail=corrupted(str(exc)))
-    if msg.tampered:
-        return CallOutcome(status="corrupted", detail=corrupted(msg.tampered), duration=msg.duration)
+    if msg.tampered:  # the forbidden calls recorded before the tracing was switched off still count
+        return CallOutcome(status="corrupted", detail=corrupted(msg.tampered), duration=msg.duration, tripwires=[_plain_dict(h) for h in msg.tripwires])
     outcome = CallOutcome(status=msg.status, detail=msg.detail, duration=msg.duration, limit=msg.limit)
     outcome.error = _plain_dict(msg.error)
     outcome.mutated = list(msg.mutated)

@@ -221,7 +221,7 @@ class Zygote:
     # ---- load
 
     def load(self, header: dict[str, Any]) -> dict[str, Any]:
-        request = Load.parse(header)
+        request = Load.parse(header, strict=False)
         assert request.limits is not None
         self.limits = dataclasses.asdict(request.limits)
         self.learner_files = {f.filename for f in request.files}
@@ -420,7 +420,7 @@ class Zygote:
                 os._exit(0)
             if header.get("op") != "call":
                 os._exit(0)
-            name = Call.parse(header).function
+            name = Call.parse(header, strict=False).function
             fn = self.namespace.get(name)
             if not callable(fn):
                 send(fd, {"status": "raised", "error": {"type": "NameError", "message": f"{name} is not defined", "traceback": "", "line": None, "file": None}})
