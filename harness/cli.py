@@ -93,12 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_properties)
     m = ssub.add_parser("misconceptions", help="list the catalogue of known mistakes")
     m.set_defaults(run=cmd_misconceptions)
+    from .autograder import add_parser as add_autograder_parser
+
+    add_autograder_parser(sub)
     return parser
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", action="append", default=[], metavar="DIR", help="add the cases in this folder or file (repeatable), e.g. a course's hidden cases")
     p.add_argument("--no-builtin", action="store_true", help="do not load the shipped spec")
+    p.add_argument("--overrides", metavar="FILE", help="a course's overrides file (points, visibility, time limits, feedback per case or property) applied over the spec")
 
 
 def _percent(text: str) -> float:
@@ -164,7 +168,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         from .grade import GradeOptions
         from .loader import load_spec
 
-        repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else [])
+        repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else []) + (["--overrides", args.overrides] if args.overrides else [])
         if args.backend != "auto":
             repro += ["--backend", args.backend]
         if args.case_timeout:
@@ -173,7 +177,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             repro += ["--memory", str(args.memory)]
         spec_error: AttnspecError | None = None
         try:
-            spec = load_spec(args.spec, builtin=not args.no_builtin)
+            spec = load_spec(args.spec, builtin=not args.no_builtin, overrides=args.overrides)
         except SpecError as exc:
             spec, spec_error = None, exc
         limits = Limits(memory_mb=args.memory, submission_timeout=args.submission_timeout, case_timeout=args.case_timeout or Limits.case_timeout)
@@ -297,7 +301,7 @@ def _print_class_summary(results: list[tuple[str, Any]], codes: list[int], elaps
 def cmd_validate(args: argparse.Namespace) -> int:
     from .loader import check_spec, summarize
 
-    spec, problems = check_spec([*args.paths, *args.spec], builtin=not args.no_builtin)
+    spec, problems = check_spec([*args.paths, *args.spec], builtin=not args.no_builtin, overrides=args.overrides)
     if problems:
         for p in problems:
             print(p)
@@ -323,7 +327,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .loader import load_spec
     from .spec_check import build_kill_matrix
 
-    spec = load_spec(args.spec, builtin=not args.no_builtin)
+    spec = load_spec(args.spec, builtin=not args.no_builtin, overrides=args.overrides)
     if args.backend == "both" or (args.backend == "auto" and torch_available()):
         backends = ["numpy", "torch"]
     elif args.backend == "auto":
