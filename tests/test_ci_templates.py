@@ -109,22 +109,24 @@ def test_correct_submission_gets_full_marks_with_the_course_spec(tmp_path):
     graded = [t for t in data["tests"] if "max_score" in t]
     assert graded and all(t["status"] == "passed" for t in graded), [t["output"] for t in graded if t["status"] != "passed"]
     assert data["score"] == sum(t["max_score"] for t in graded) > 0
-    assert "--spec " + str(TEST_SPEC) in proc.stdout
+    assert any(t["name"].startswith("manual_attention: ") and "[ex.ma." in t["name"] for t in graded), "the course spec's cases were graded"
 
 
-def test_several_files_grade_the_first_matching_the_pattern(tmp_path):
-    submit(tmp_path, {"a_notes.py": "print('not the solution')\n", "work/manual_attention.py": CORRECT, "zz/manual_attention.ipynb": "{}"})
-    proc, data = autograde(tmp_path, SUBMISSION_PATTERN="manual_attention.*", **FAST_SPEC)
-    assert "grading work/manual_attention.py" in proc.stdout
+def test_the_file_that_defines_the_exercise_is_graded_not_a_helper(tmp_path):
+    submit(tmp_path, {"a_notes.py": "print('not the solution')\n", "work/manual_attention.py": CORRECT, "zz/other.ipynb": "{}"})
+    proc, data = autograde(tmp_path, **FAST_SPEC)
+    assert "grading work/manual_attention.py (manual_attention)" in proc.stdout
     assert data["score"] > 0
 
 
-def test_no_matching_file_among_several_is_explained(tmp_path):
-    submit(tmp_path, {"one.py": "x = 1\n", "two.py": "y = 2\n"})
-    _, data = autograde(tmp_path, SUBMISSION_PATTERN='solution"\\*.py')
+def test_no_file_defining_the_exercise_is_explained(tmp_path):
+    submit(tmp_path, {"one.py": "x = 1\n", "two.py": "def helper():\n    return 2\n"})
+    _, data = autograde(tmp_path, ATTNSPEC_EXERCISES="manual_attention")
     assert data["score"] == 0
-    assert "none is named like 'solution\"\\*.py'" in data["output"]
+    assert "No file in the submission defines manual_attention()" in data["output"]
+    assert "def manual_attention(Q, K, V, mask=None)" in data["output"]
     assert "one.py" in data["output"] and "two.py" in data["output"]
+    assert str(tmp_path) not in json.dumps(data)
 
 
 def test_empty_submission_is_explained(tmp_path):
@@ -133,6 +135,7 @@ def test_empty_submission_is_explained(tmp_path):
     _, data = autograde(tmp_path)
     assert data["score"] == 0
     assert "no .py file or .ipynb notebook" in data["output"]
+    assert str(tmp_path) not in json.dumps(data)
 
 
 def test_attnspec_missing_still_leaves_results(tmp_path):
