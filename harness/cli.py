@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--submission-timeout", type=float, default=600.0, metavar="S", help="total time limit per submission (default 600)")
     g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MB", help=f"memory limit for learner code, per case (default {DEFAULT_MEMORY_MB})")
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
+    g.add_argument("--cluster", metavar="ADDRESS", help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); see docs/cluster.md")
+    g.add_argument("--no-timings", action="store_true", help="leave wall-clock times out of JSON reports, so the same submission gives the same bytes")
     g.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     g.add_argument("--verbose", "-v", action="store_true", help="list passed cases too")
     g.set_defaults(run=cmd_grade)
@@ -208,7 +210,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - the grader itself failed: still write a report that says so
                 return path, _error_result(path, f"internal error in attnspec: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
 
-        if args.jobs > 1 and len(paths) > 1:
+        if args.cluster and spec_error is None:
+            from .cluster import grade_on_cluster
+
+            results = grade_on_cluster(args.cluster, paths, spec, options, on_error=_error_result)
+        elif args.jobs > 1 and len(paths) > 1:
             with ThreadPoolExecutor(max_workers=args.jobs) as executor:
                 results = list(executor.map(one, paths))
         else:
@@ -254,7 +260,7 @@ def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, ela
             pct = 100.0 * result.score / result.max_score if result.max_score else 0.0
             code = 0 if pct >= args.min_score else 1
         codes.append(code)
-        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose)
+        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose, timings=not getattr(args, "no_timings", False))
         if args.output_dir:
             out_dir = Path(args.output_dir)
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,9 @@ STATUS_WORDS = {
 }
 
 
-def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False) -> str:
-    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format."""
+def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False, timings: bool = True) -> str:
+    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format,
+    `timings=False` leaves wall-clock times out of the JSON format (reproducible bytes)."""
     if fmt == "text":
         from .text import render_text
 
@@ -32,7 +33,7 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
     if fmt == "json":
         from .json_report import render_json
 
-        return render_json(result)
+        return render_json(result, timings=timings)
     if fmt == "junit":
         from .junit import render_junit
 
