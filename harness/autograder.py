@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -312,6 +313,12 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--hide", action="append", default=[], metavar="PATH", help="a grader path to remove from everything learners see")
     r.add_argument("--output", required=True)
     r.set_defaults(run=cmd_results)
+    h = asub.add_parser("github", help="GitHub Actions: log groups, annotations and the job summary from saved JSON reports")
+    h.add_argument("reports", nargs="+", metavar="REPORT.json", help="JSON reports written by attnspec grade --format json")
+    h.add_argument("--min-score", type=float, metavar="PERCENT", help="a file passes at this percentage of its maximum (default: every case passes)")
+    h.add_argument("--summary", default=os.environ.get("GITHUB_STEP_SUMMARY"), metavar="FILE", help="append the Markdown summary here (default: $GITHUB_STEP_SUMMARY)")
+    h.add_argument("--junit-dir", metavar="DIR", help="also write each report as JUnit XML here (the artifact)")
+    h.set_defaults(run=cmd_github)
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:
@@ -357,3 +364,30 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(finite(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def cmd_github(args: argparse.Namespace) -> int:
+    """Exit 0 when every file passes, 1 when one is below the mark, 2 when one could not be graded."""
+    from .reports.github import github_summary, passed, render_github
+    from .reports.junit import render_junit
+    from .results import GradeResult
+
+    codes, sections = [], []
+    for path in args.reports:
+        try:
+            result = GradeResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise UsageError(f"{path}: not an attnspec JSON report ({exc})") from None
+        sys.stdout.write(render_github(result, min_score=args.min_score))
+        sections.append(github_summary(result, min_score=args.min_score))
+        if args.junit_dir:
+            target = Path(args.junit_dir) / (Path(path).stem + ".xml")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(render_junit(result), encoding="utf-8")
+        codes.append(0 if passed(result, args.min_score) else (2 if result.status != "graded" else 1))
+    if args.summary:
+        ok = codes.count(0)
+        head = f"## attnspec: {ok} of {len(codes)} file{'s' if len(codes) != 1 else ''} passed\n\n"
+        with open(args.summary, "a", encoding="utf-8") as fh:
+            fh.write(head + "".join(sections))
+    return max(codes)

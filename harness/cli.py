@@ -22,7 +22,7 @@ from .errors import AttnspecError, SpecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
 DEFAULT_MEMORY_MB = 2048
-REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json"}
+REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json", "github": ".log"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--exercise", action="append", choices=EXERCISE_NAMES, default=[], help="grade only this exercise (repeatable)")
     g.add_argument("--backend", choices=("auto", *BACKENDS, "both"), default="auto", help="auto: torch if the file imports torch, else numpy; a file that works with both is graded on both")
     _spec_options(g)
-    g.add_argument("--format", choices=("text", "json", "junit", "gradescope"), default="text")
+    g.add_argument("--format", choices=("text", "json", "junit", "gradescope", "github"), default="text", help="github: the text report in a log group plus annotations (GitHub Actions)")
     g.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     g.add_argument("--output-dir", metavar="DIR", help="with several submissions: one report per submission in DIR")
     g.add_argument("--visible-only", action="store_true", help="run only visible cases (the report says how many hidden ones were not run)")

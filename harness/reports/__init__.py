@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
 
-FORMATS = ("text", "json", "junit", "gradescope")
+FORMATS = ("text", "json", "junit", "gradescope", "github")
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -42,6 +42,10 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
         from .gradescope import render_gradescope
 
         return render_gradescope(result)
+    if fmt == "github":
+        from .github import render_github
+
+        return render_github(result)
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
