@@ -78,7 +78,7 @@ def read_overrides(path: str) -> tuple[Overrides | None, YamlDocument | None, li
     for error in jsonschema.Draft202012Validator(schema()).iter_errors(data):
         words._schema_problem(error, data)
     if problems or words.problems:
-        return None, doc, [*problems, *words.problems]
+        return None, doc, sorted([*problems, *words.problems], key=lambda p: (p.line, p.column, p.message))
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return Overrides(path, dict(data.get("course") or {}), dict(data.get("cases") or {}), dict(data.get("properties") or {}), digest), doc, []
 
