@@ -56,6 +56,14 @@ def _plugin() -> Any:
     class AttnspecPool(WorkerPlugin):
         name = "attnspec-pool"
 
+        def setup(self, worker: Any) -> None:
+            # Start the pool (and torch's import, in the background) before the first task arrives.
+            from .grade import torch_available
+
+            pool = _worker_pool()
+            if torch_available():
+                pool.preload(["torch"])
+
         def teardown(self, worker: Any) -> None:
             close_worker_pool()
 
