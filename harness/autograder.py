@@ -332,7 +332,10 @@ def cmd_gradescope(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    exercises = tuple(dict.fromkeys(args.exercise)) or EXERCISE_NAMES
+    exercises = tuple(dict.fromkeys(args.exercise))
+    if not exercises:  # no exercises configured: every exercise some file defines (at least one)
+        found = {e for f in candidate_files(Path(args.submission_dir)) for e in defined_exercises(f, EXERCISE_NAMES)}
+        exercises = tuple(e for e in EXERCISE_NAMES if e in found) or EXERCISE_NAMES[:1]
     plan, problem = select(Path(args.submission_dir), exercises)
     if problem:
         _write_json(Path(args.results), failure_results(problem))

@@ -226,3 +226,14 @@ def test_merge_sums_the_exercises_of_several_files():
     merged = merge([one("multi_head_attention", 1.0), one("manual_attention", 3.0)])
     assert [e.exercise for e in merged.exercises] == ["manual_attention", "multi_head_attention"]
     assert (merged.score, merged.max_score) == (4.0, 8.0)
+
+
+def test_select_without_configured_exercises_grades_what_the_files_define(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mine.py").write_text(UNRELATED)
+    (tmp_path / "sub" / "helpers.py").write_text(HELPER)
+    proc = subprocess.run([sys.executable, "-m", "attnspec", "autograder", "select", "--submission-dir", str(tmp_path / "sub"), "--results", str(tmp_path / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "mine.py\tmulti_head_attention\n"
+    (tmp_path / "sub" / "mine.py").unlink()
+    proc = subprocess.run([sys.executable, "-m", "attnspec", "autograder", "select", "--submission-dir", str(tmp_path / "sub"), "--results", str(tmp_path / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "No file in the submission defines manual_attention()" in json.loads((tmp_path / "r.json").read_text())["output"]
