@@ -70,6 +70,10 @@ def _plugin() -> Any:
     return AttnspecPool()
 
 
+def _has_plugin(dask_worker: Any) -> bool:
+    return "attnspec-pool" in getattr(dask_worker, "plugins", {})
+
+
 def local_name(name: str) -> PurePosixPath:
     """Where the submission goes inside the task's temporary folder: its relative path, or its file name."""
     p = PurePosixPath(name.replace("\\", "/"))
@@ -119,7 +123,9 @@ def grade_on_cluster(address: str, paths: list[str], spec: Any, options: Any, on
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
-        client.register_plugin(_plugin())
+        present = client.run(_has_plugin)  # an earlier run registered it: keep those pools (and their torch)
+        if not present or not all(present.values()):
+            client.register_plugin(_plugin())
         shared_spec = client.scatter(spec, broadcast=True)
         futures = [client.submit(grade_task, path, Path(path).read_bytes(), shared_spec, options, pure=False, key=f"attnspec-grade-{i}-{os.urandom(4).hex()}") for i, path in enumerate(paths)]
         results = []

@@ -61,10 +61,23 @@ def test_cluster_with_timings_still_validates(cluster, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(SUBMISSIONS / "correct.py", tmp_path / "correct.py")
+    args = ["grade", "correct.py", "--no-builtin", "--spec", str(TEST_SPEC), "--format", "json", "-o", "first.json", "--cluster", cluster.scheduler_address]
+    assert main(args) in (0, 1)
+    with distributed.Client(cluster.scheduler_address) as client:
+        pools_before = client.run(_pool_pid)
     assert main(["grade", "correct.py", "--no-builtin", "--spec", str(TEST_SPEC), "--format", "json", "-o", "r.json", "--cluster", cluster.scheduler_address]) in (0, 1)
     report = json.loads((tmp_path / "r.json").read_text())
     jsonschema.validate(report, json.loads((ROOT / "harness" / "schemas" / "report.schema.json").read_text()))
     assert report["timings"]["total"] > 0
+    with distributed.Client(cluster.scheduler_address) as client:
+        assert client.run(_pool_pid) == pools_before, "a second run reuses each Dask worker's attnspec pool"
+    assert all(pools_before.values())
+
+
+def _pool_pid() -> int | None:
+    from attnspec import cluster as module
+
+    return module._pool._proc.pid if module._pool is not None else None
 
 
 def test_unreachable_scheduler_is_a_usage_error(tmp_path):
