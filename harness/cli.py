@@ -22,7 +22,7 @@ from .errors import AttnspecError, SpecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
 DEFAULT_MEMORY_MB = 2048
-REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json"}
+REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json", "github": ".log"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--exercise", action="append", choices=EXERCISE_NAMES, default=[], help="grade only this exercise (repeatable)")
     g.add_argument("--backend", choices=("auto", *BACKENDS, "both"), default="auto", help="auto: torch if the file imports torch, else numpy; a file that works with both is graded on both")
     _spec_options(g)
-    g.add_argument("--format", choices=("text", "json", "junit", "gradescope"), default="text")
+    g.add_argument("--format", choices=("text", "json", "junit", "gradescope", "github"), default="text", help="github: the text report in a log group plus annotations (GitHub Actions)")
     g.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     g.add_argument("--output-dir", metavar="DIR", help="with several submissions: one report per submission in DIR")
     g.add_argument("--visible-only", action="store_true", help="run only visible cases (the report says how many hidden ones were not run)")
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--submission-timeout", type=float, default=600.0, metavar="S", help="total time limit per submission (default 600)")
     g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MB", help=f"memory limit for learner code, per case (default {DEFAULT_MEMORY_MB})")
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
+    g.add_argument("--cluster", metavar="ADDRESS", help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); see docs/cluster.md")
+    g.add_argument("--no-timings", action="store_true", help="leave wall-clock times out of JSON reports, so the same submission gives the same bytes")
     g.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     g.add_argument("--verbose", "-v", action="store_true", help="list passed cases too")
     g.set_defaults(run=cmd_grade)
@@ -93,12 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_properties)
     m = ssub.add_parser("misconceptions", help="list the catalogue of known mistakes")
     m.set_defaults(run=cmd_misconceptions)
+    from .autograder import add_parser as add_autograder_parser
+
+    add_autograder_parser(sub)
     return parser
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", action="append", default=[], metavar="DIR", help="add the cases in this folder or file (repeatable), e.g. a course's hidden cases")
     p.add_argument("--no-builtin", action="store_true", help="do not load the shipped spec")
+    p.add_argument("--overrides", metavar="FILE", help="a course's overrides file (points, visibility, time limits, feedback per case or property) applied over the spec")
 
 
 def _percent(text: str) -> float:
@@ -164,7 +170,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         from .grade import GradeOptions
         from .loader import load_spec
 
-        repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else [])
+        repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else []) + (["--overrides", args.overrides] if args.overrides else [])
         if args.backend != "auto":
             repro += ["--backend", args.backend]
         if args.case_timeout:
@@ -173,7 +179,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             repro += ["--memory", str(args.memory)]
         spec_error: AttnspecError | None = None
         try:
-            spec = load_spec(args.spec, builtin=not args.no_builtin)
+            spec = load_spec(args.spec, builtin=not args.no_builtin, overrides=args.overrides)
         except SpecError as exc:
             spec, spec_error = None, exc
         limits = Limits(memory_mb=args.memory, submission_timeout=args.submission_timeout, case_timeout=args.case_timeout or Limits.case_timeout)
@@ -204,7 +210,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - the grader itself failed: still write a report that says so
                 return path, _error_result(path, f"internal error in attnspec: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
 
-        if args.jobs > 1 and len(paths) > 1:
+        if args.cluster and spec_error is None:
+            from .cluster import grade_on_cluster
+
+            results = grade_on_cluster(args.cluster, paths, spec, options, on_error=_error_result)
+        elif args.jobs > 1 and len(paths) > 1:
             with ThreadPoolExecutor(max_workers=args.jobs) as executor:
                 results = list(executor.map(one, paths))
         else:
@@ -250,7 +260,7 @@ def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, ela
             pct = 100.0 * result.score / result.max_score if result.max_score else 0.0
             code = 0 if pct >= args.min_score else 1
         codes.append(code)
-        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose)
+        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose, timings=not getattr(args, "no_timings", False))
         if args.output_dir:
             out_dir = Path(args.output_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +307,7 @@ def _print_class_summary(results: list[tuple[str, Any]], codes: list[int], elaps
 def cmd_validate(args: argparse.Namespace) -> int:
     from .loader import check_spec, summarize
 
-    spec, problems = check_spec([*args.paths, *args.spec], builtin=not args.no_builtin)
+    spec, problems = check_spec([*args.paths, *args.spec], builtin=not args.no_builtin, overrides=args.overrides)
     if problems:
         for p in problems:
             print(p)
@@ -323,7 +333,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .loader import load_spec
     from .spec_check import build_kill_matrix
 
-    spec = load_spec(args.spec, builtin=not args.no_builtin)
+    spec = load_spec(args.spec, builtin=not args.no_builtin, overrides=args.overrides)
     if args.backend == "both" or (args.backend == "auto" and torch_available()):
         backends = ["numpy", "torch"]
     elif args.backend == "auto":

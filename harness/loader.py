@@ -69,16 +69,16 @@ def discover(paths: list[str]) -> tuple[list[SpecSource], list[SpecProblem]]:
     return sources, problems
 
 
-def load_spec(extra: list[str] | None = None, *, builtin: bool = True) -> Spec:
+def load_spec(extra: list[str] | None = None, *, builtin: bool = True, overrides: str | None = None) -> Spec:
     """The spec from the shipped files (unless builtin=False) and `extra` files/folders; SpecError lists every problem."""
-    spec, problems = check_spec(extra, builtin=builtin)
+    spec, problems = check_spec(extra, builtin=builtin, overrides=overrides)
     if problems:
         raise SpecError(problems)
     assert spec is not None
     return spec
 
 
-def check_spec(extra: list[str] | None = None, *, builtin: bool = True) -> tuple[Spec | None, list[SpecProblem]]:
+def check_spec(extra: list[str] | None = None, *, builtin: bool = True, overrides: str | None = None) -> tuple[Spec | None, list[SpecProblem]]:
     sources = builtin_sources() if builtin else []
     more, problems = discover(list(extra or []))
     sources.extend(more)
@@ -126,7 +126,12 @@ def check_spec(extra: list[str] | None = None, *, builtin: bool = True) -> tuple
                 rules[prev.exercise] = Rules(prev.exercise, prev.points, prev.forbidden + loaded.rules.forbidden, prev.source)
     if problems:
         return None, sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message))
-    return Spec(tuple(files), tuple(cases), rules, tuple(withheld)), []
+    spec = Spec(tuple(files), tuple(cases), rules, tuple(withheld))
+    if overrides:  # a course's overrides file (harness/overrides.py), applied over the loaded spec
+        from .overrides import apply_overrides
+
+        return apply_overrides(spec, overrides)
+    return spec, []
 
 
 @dataclass

@@ -28,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attnspec", metavar="SUBMISSION", default=None, help="grade this .py file or .ipynb notebook; one item per spec case and backend")
     group.addoption("--attnspec-spec", action="append", default=[], metavar="DIR", help="add the cases in this spec folder or file (repeatable)")
     group.addoption("--attnspec-no-builtin", action="store_true", default=False, help="do not load the shipped spec")
+    group.addoption("--attnspec-overrides", default=None, metavar="FILE", help="a course's overrides file applied over the spec")
     group.addoption("--attnspec-backend", choices=("auto", "numpy", "torch", "both"), default="auto", help="auto (default): the backends the file imports")
     group.addoption("--attnspec-visible-only", action="store_true", default=False, help="collect only visible cases")
 
@@ -65,6 +66,7 @@ class _AttnspecSession:
         self.given, self.path = given, path
         self.spec_dirs: list[str] = config.getoption("attnspec_spec")
         self.builtin = not config.getoption("attnspec_no_builtin")
+        self.overrides: str | None = config.getoption("attnspec_overrides")
         self.backend: str = config.getoption("attnspec_backend")
         self.visible_only: bool = config.getoption("attnspec_visible_only")
         self.spec: Any = None
@@ -94,7 +96,7 @@ class _AttnspecSession:
         from .loader import load_spec
 
         try:
-            self.spec = load_spec(self.spec_dirs, builtin=self.builtin)
+            self.spec = load_spec(self.spec_dirs, builtin=self.builtin, overrides=self.overrides)
         except SpecError as exc:
             self.spec_error = f"the spec is invalid:\n{exc}"
 
@@ -151,7 +153,7 @@ class _AttnspecSession:
             cases=tuple(c for c in self.spec.cases if c.id in ids or (self.visible_only and c.hidden)),
             rules={e: r for e, r in self.spec.rules.items() if r.case_id in ids},
         )
-        repro = [x for d in self.spec_dirs for x in ("--spec", d)] + ([] if self.builtin else ["--no-builtin"])
+        repro = [x for d in self.spec_dirs for x in ("--spec", d)] + ([] if self.builtin else ["--no-builtin"]) + (["--overrides", self.overrides] if self.overrides else [])
         options = GradeOptions(
             exercises=tuple(e for e in EXERCISE_NAMES if any(i.exercise == e for i in items)),
             backend=self.backend,

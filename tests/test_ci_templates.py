@@ -109,22 +109,24 @@ def test_correct_submission_gets_full_marks_with_the_course_spec(tmp_path):
     graded = [t for t in data["tests"] if "max_score" in t]
     assert graded and all(t["status"] == "passed" for t in graded), [t["output"] for t in graded if t["status"] != "passed"]
     assert data["score"] == sum(t["max_score"] for t in graded) > 0
-    assert "--spec " + str(TEST_SPEC) in proc.stdout
+    assert any(t["name"].startswith("manual_attention: ") and "[ex.ma." in t["name"] for t in graded), "the course spec's cases were graded"
 
 
-def test_several_files_grade_the_first_matching_the_pattern(tmp_path):
-    submit(tmp_path, {"a_notes.py": "print('not the solution')\n", "work/manual_attention.py": CORRECT, "zz/manual_attention.ipynb": "{}"})
-    proc, data = autograde(tmp_path, SUBMISSION_PATTERN="manual_attention.*", **FAST_SPEC)
-    assert "grading work/manual_attention.py" in proc.stdout
+def test_the_file_that_defines_the_exercise_is_graded_not_a_helper(tmp_path):
+    submit(tmp_path, {"a_notes.py": "print('not the solution')\n", "work/manual_attention.py": CORRECT, "zz/other.ipynb": "{}"})
+    proc, data = autograde(tmp_path, **FAST_SPEC)
+    assert "grading work/manual_attention.py (manual_attention)" in proc.stdout
     assert data["score"] > 0
 
 
-def test_no_matching_file_among_several_is_explained(tmp_path):
-    submit(tmp_path, {"one.py": "x = 1\n", "two.py": "y = 2\n"})
-    _, data = autograde(tmp_path, SUBMISSION_PATTERN='solution"\\*.py')
+def test_no_file_defining_the_exercise_is_explained(tmp_path):
+    submit(tmp_path, {"one.py": "x = 1\n", "two.py": "def helper():\n    return 2\n"})
+    _, data = autograde(tmp_path, ATTNSPEC_EXERCISES="manual_attention")
     assert data["score"] == 0
-    assert "none is named like 'solution\"\\*.py'" in data["output"]
+    assert "No file in the submission defines manual_attention()" in data["output"]
+    assert "def manual_attention(Q, K, V, mask=None)" in data["output"]
     assert "one.py" in data["output"] and "two.py" in data["output"]
+    assert str(tmp_path) not in json.dumps(data)
 
 
 def test_empty_submission_is_explained(tmp_path):
@@ -133,6 +135,7 @@ def test_empty_submission_is_explained(tmp_path):
     _, data = autograde(tmp_path)
     assert data["score"] == 0
     assert "no .py file or .ipynb notebook" in data["output"]
+    assert str(tmp_path) not in json.dumps(data)
 
 
 def test_attnspec_missing_still_leaves_results(tmp_path):
@@ -214,31 +217,77 @@ def test_workflow_runs_on_push_with_python_311_and_the_pin(workflow):
     assert workflow["env"]["TORCH_VERSION"] == torch_pin()
 
 
-def test_workflow_grades_with_junit_and_min_score_then_uploads_always(workflow):
+def test_workflow_grades_once_to_json_then_renders_for_github_and_uploads_always(workflow):
     steps = _steps(workflow)
     grade = next(s for s in steps if s.get("id") == "grade")
-    assert "--format junit" in grade["run"] and '--min-score "$MIN_SCORE"' in grade["run"]
+    assert "--format json" in grade["run"]
+    assert 'attnspec autograder github "${reports[@]}" --min-score "$MIN_SCORE" --junit-dir reports' in grade["run"]
+    assert "TODO(integrator): add `--sandbox strict`" in grade["run"]
     upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact"))
     assert upload["if"] == "always()", "the reports must be uploaded even when grading fails the job"
     assert upload["with"]["path"].rstrip("/") == "reports"
     assert steps.index(upload) > steps.index(grade)
 
 
+SCALE_AFTER_SOFTMAX = CORRECT.replace(
+    "    scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])\n",
+    "    scores = Q @ np.swapaxes(K, -1, -2)\n",
+).replace("return weights / weights.sum(axis=-1, keepdims=True) @ V", "return (weights / weights.sum(axis=-1, keepdims=True)) / math.sqrt(Q.shape[-1]) @ V")
+
+
+def _commands(stdout: str, name: str) -> list[dict]:
+    """Parse ::name key=value,...::message workflow commands (GitHub's escaping undone)."""
+    out = []
+    for line in stdout.splitlines():
+        m = re.match(rf"::{name}(?: (?P<props>[^:]*))?::(?P<msg>.*)$", line)
+        if not m:
+            continue
+        unescape = lambda t: t.replace("%0A", "\n").replace("%0D", "\r").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")  # noqa: E731
+        props = dict(p.split("=", 1) for p in (m.group("props") or "").split(",") if p)
+        out.append({**{k: unescape(v) for k, v in props.items()}, "message": unescape(m.group("msg"))})
+    return out
+
+
 def test_workflow_grading_step_fails_below_the_threshold(workflow, tmp_path):
     script = next(s for s in _steps(workflow) if s.get("id") == "grade")["run"]
-    (tmp_path / "submissions" / "alice").mkdir(parents=True)
-    (tmp_path / "submissions" / "bob").mkdir(parents=True)
-    shutil.copy(STARTER, tmp_path / "submissions" / "alice" / "manual_attention.py")
-    (tmp_path / "submissions" / "bob" / "manual_attention.py").write_text(CORRECT)
+    for student, text in (("alice", STARTER.read_text()), ("bob", CORRECT), ("carol", SCALE_AFTER_SOFTMAX)):
+        (tmp_path / "submissions" / student).mkdir(parents=True)
+        (tmp_path / "submissions" / student / "manual_attention.py").write_text(text)
     env = base_env(**{k: str(v) for k, v in workflow["env"].items()})
-    env.update(MIN_SCORE="50", ATTNSPEC_ARGS=f"--no-builtin --spec {TEST_SPEC}", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
-    proc = subprocess.run([BASH, "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    summary_file = tmp_path / "summary.md"
+    env.update(MIN_SCORE="80", ATTNSPEC_ARGS=f"--no-builtin --spec {TEST_SPEC}", GITHUB_STEP_SUMMARY=str(summary_file), GITHUB_ACTIONS="true", GITHUB_WORKSPACE=str(tmp_path))
+    proc = subprocess.run([BASH, "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "::error file=submissions/alice/manual_attention.py::" in proc.stdout
-    assert "bob" not in "".join(line for line in proc.stdout.splitlines() if line.startswith("::error"))
 
+    # The log: every text report in a collapsed group.
+    groups = re.findall(r"^::group::attnspec report: (\S+)$", proc.stdout, re.M)
+    assert sorted(groups) == [f"submissions/{s}/manual_attention.py" for s in ("alice", "bob", "carol")]
+    assert proc.stdout.count("::endgroup::") == 3
+    assert "Score" in proc.stdout or "points" in proc.stdout
+
+    # Annotations: failed cases of alice and carol, at the line of their function; none for bob.
+    errors = _commands(proc.stdout, "error")
+    files = {e["file"] for e in errors}
+    assert files == {"submissions/alice/manual_attention.py", "submissions/carol/manual_attention.py"}
+    def_line = SCALE_AFTER_SOFTMAX.splitlines().index("def manual_attention(Q, K, V, mask=None):") + 1
+    carol = [e for e in errors if "carol" in e["file"]]
+    assert carol and all(e["line"] == str(def_line) for e in carol)
+    assert any("[ex.ma.reference_causal]" in e["title"] for e in carol)
+    assert any("scaling applied after the softmax" in e["message"] for e in carol), [e["message"] for e in carol]
+    notices = _commands(proc.stdout, "notice")
+    assert any(n["file"] == "submissions/bob/manual_attention.py" and "(passes)" in n["message"] for n in notices)
+
+    # The job summary: scores, a named mistake, the failed cases.
+    summary = summary_file.read_text()
+    assert summary.startswith("## attnspec: 1 of 3 files passed")
+    assert ":white_check_mark: `submissions/bob/manual_attention.py`" in summary
+    assert ":x: `submissions/carol/manual_attention.py`" in summary
+    assert "**Named mistakes**" in summary and "scaling applied after the softmax" in summary
+    assert "`ex.ma.reference_causal`" in summary
+
+    # The artifact: JSON and JUnit per file.
     reports = {p.name: ET.parse(p).getroot() for p in (tmp_path / "reports").glob("*.xml")}
-    assert sorted(reports) == ["submissions__alice__manual_attention.py.xml", "submissions__bob__manual_attention.py.xml"]
+    assert sorted(reports) == [f"submissions__{s}__manual_attention.py.xml" for s in ("alice", "bob", "carol")]
 
     def failures(root: ET.Element) -> int:
         suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
@@ -246,6 +295,23 @@ def test_workflow_grading_step_fails_below_the_threshold(workflow, tmp_path):
 
     assert failures(reports["submissions__bob__manual_attention.py.xml"]) == 0
     assert failures(reports["submissions__alice__manual_attention.py.xml"]) > 0
-    summary = (tmp_path / "summary.md").read_text()
-    assert "| submissions/alice/manual_attention.py | **below 50%**" in summary
-    assert "| submissions/bob/manual_attention.py | at least 50% |" in summary
+    assert len(list((tmp_path / "reports").glob("*.json"))) == 3
+
+
+def test_github_format_escapes_learner_text():
+    from attnspec.reports import render
+    from attnspec.reports.github import github_summary
+    from attnspec.results import CaseResult, ExerciseResult, GradeResult, InstanceResult
+
+    case = CaseResult("ma.x", "manual_attention", "a, title: with colons", "matches_reference", "visible", 1.0, 0.0, "failed",
+                      [InstanceResult("numpy", "float64", "failed", "100% <script>|x|</script>\nsecond line")])
+    ex = ExerciseResult("manual_attention", "graded", score=0.0, max_score=1.0, cases=[case], location="sub.py, line 7")
+    result = GradeResult({"path": "dir/sub,1.py"}, {}, "graded", 0.0, 1.0, [ex])
+    text = render(result, "github")
+    error = _commands(text, "error")[0]
+    assert error["file"] == "dir/sub,1.py" and error["line"] == "7" and error["title"] == "manual_attention: a, title: with colons [ma.x]"
+    assert error["message"].startswith("100% <script>|x|</script>\nsecond line")
+    error_lines = [line for line in text.splitlines() if line.startswith("::error")]
+    assert len(error_lines) == 1 and "%0Asecond line" in error_lines[0] and "100%25" in error_lines[0]
+    summary = github_summary(result)
+    assert "<script>" not in summary and "&lt;script&gt;" in summary and "\\|x\\|" in summary

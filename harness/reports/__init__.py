@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
 
-FORMATS = ("text", "json", "junit", "gradescope")
+FORMATS = ("text", "json", "junit", "gradescope", "github")
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -23,8 +23,9 @@ STATUS_WORDS = {
 }
 
 
-def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False) -> str:
-    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format."""
+def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False, timings: bool = True) -> str:
+    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format,
+    `timings=False` leaves wall-clock times out of the JSON format (reproducible bytes)."""
     if fmt == "text":
         from .text import render_text
 
@@ -32,7 +33,7 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
     if fmt == "json":
         from .json_report import render_json
 
-        return render_json(result)
+        return render_json(result, timings=timings)
     if fmt == "junit":
         from .junit import render_junit
 
@@ -41,6 +42,10 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
         from .gradescope import render_gradescope
 
         return render_gradescope(result)
+    if fmt == "github":
+        from .github import render_github
+
+        return render_github(result)
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 

@@ -5,11 +5,21 @@
 # the autograder zip unpacked in /autograder/source). It installs attnspec into a virtual
 # environment at /autograder/venv, which run_autograder puts first on PATH.
 #
+# Two ways to ship attnspec:
+# - a bundle from `attnspec autograder gradescope` (source/attnspec.env exists): install the pinned
+#   requirements.txt, the attnspec wheel in the bundle, and learner-requirements.txt if present;
+# - otherwise, ATTNSPEC_SOURCE below: a folder, a URL or a pip requirement.
+#
 # Settings: edit the defaults below, or set the variables in the environment.
 set -euo pipefail
 
 # Root of the autograder tree.
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
+SOURCE_DIR="$ROOT/source"
+if [ -f "$SOURCE_DIR/attnspec.env" ]; then
+    # shellcheck disable=SC1091  # written by `attnspec autograder gradescope`
+    . "$SOURCE_DIR/attnspec.env"
+fi
 # Where attnspec comes from. A folder (default: the copy of the attnspec repository shipped in
 # the autograder zip) is installed from that folder; anything with :// is a URL
 # (e.g. git+https://github.com/<org>/attnspec@v0.1.0); anything else is a pip requirement
@@ -66,5 +76,20 @@ fi
 
 run "$PYTHON" -m venv "$VENV"
 run "$VENV/bin/python" -m pip install --upgrade pip
-run "$VENV/bin/python" -m pip install --constraint "$CONSTRAINTS" --extra-index-url "$TORCH_INDEX_URL" "$(requirement)"
+if [ -n "${ATTNSPEC_WHEEL:-}" ]; then
+    # The bundle: pinned requirements (torch from the CPU wheel index when the course uses it),
+    # then attnspec itself without dependencies, then the packages learners may import, held to
+    # the same pins so they cannot move numpy or torch.
+    index=()
+    if [ "${ATTNSPEC_TORCH:-1}" = 1 ]; then
+        index=(--extra-index-url "$TORCH_INDEX_URL")
+    fi
+    run "$VENV/bin/python" -m pip install "${index[@]}" --requirement "$SOURCE_DIR/requirements.txt"
+    run "$VENV/bin/python" -m pip install --no-deps "$SOURCE_DIR/$ATTNSPEC_WHEEL"
+    if [ -f "$SOURCE_DIR/learner-requirements.txt" ]; then
+        run "$VENV/bin/python" -m pip install "${index[@]}" --constraint "$SOURCE_DIR/requirements.txt" --requirement "$SOURCE_DIR/learner-requirements.txt"
+    fi
+else
+    run "$VENV/bin/python" -m pip install --constraint "$CONSTRAINTS" --extra-index-url "$TORCH_INDEX_URL" "$(requirement)"
+fi
 run "$VENV/bin/attnspec" --version
