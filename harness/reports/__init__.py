@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
 
-FORMATS = ("text", "json", "junit", "gradescope")
+FORMATS = ("text", "json", "junit", "gradescope", "html")
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -41,6 +41,10 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
         from .gradescope import render_gradescope
 
         return render_gradescope(result)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(result)
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
