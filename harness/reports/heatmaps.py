@@ -104,9 +104,7 @@ def draw_patterns(patterns: dict[str, Any]) -> dict[str, Any]:
     fig = plt.figure(figsize=(width, height))
     right = 1 - 1.25 / width
     axes = fig.subplots(n, 3, squeeze=False, gridspec_kw={"left": 0.9 / width, "right": right, "bottom": 0.35 / height, "top": 1 - 0.35 / height, "wspace": 0.35, "hspace": 0.45})
-    weights, diverging = plt.get_cmap("viridis").copy(), plt.get_cmap("PuOr").copy()
-    for cmap in (weights, diverging):
-        cmap.set_bad("white")
+    weights, diverging = (plt.get_cmap(name).with_extremes(bad="white") for name in ("viridis", "PuOr"))
     rows, cols = patterns["rows"], patterns["columns"]
     for title, ax in zip(("expected", "yours", "yours \u2212 expected"), axes[0]):
         ax.set_title(title, fontsize=8, fontweight="bold")
