@@ -111,17 +111,20 @@ def _histogram(scores: list[float], max_score: float) -> dict[str, Any]:
 
     plt = pyplot()
     top = max(max_score, max(scores), 1.0)
-    bins = min(20, int(top) + 1) if float(top).is_integer() else 20
+    if float(top).is_integer() and top <= 60:  # one bar per whole point
+        bins, span = int(top) + 1, (-0.5, top + 0.5)
+    else:
+        bins, span = 20, (0.0, top)
     fig, ax = plt.subplots(figsize=(6.4, 2.8))
-    counts, edges, _ = ax.hist(scores, bins=bins, range=(-0.5 * top / bins, top + 0.5 * top / bins), color="#3b528b", edgecolor="white")
+    counts, edges, _ = ax.hist(scores, bins=bins, range=span, color="#3b528b", edgecolor="white")
     ax.set_xlabel("score (points)")
     ax.set_ylabel("submissions")
     ax.set_title(f"Score distribution ({len(scores)} submissions, maximum {fmt_points(max_score)})", fontsize=9)
     ax.yaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    table = [{"from": fmt_points(lo), "to": fmt_points(hi), "count": int(c)} for lo, hi, c in zip(edges[:-1], edges[1:], counts) if c]
-    alt = "Histogram of scores: " + "; ".join(f"{int(c)} between {lo:.3g} and {hi:.3g}" for lo, hi, c in zip(edges[:-1], edges[1:], counts) if c) + "."
-    return {"src": png_data_uri(fig), "alt": alt, "table": table}
+    exact = Counter(fmt_points(x) for x in scores)
+    alt = "Histogram of scores: " + "; ".join(f"{n} with {score}" for score, n in sorted(exact.items(), key=lambda kv: float(kv[0]))) + "."
+    return {"src": png_data_uri(fig), "alt": alt}
 
 
 def _pass_rates(graded: dict[str, GradeResult]) -> list[dict[str, Any]]:
@@ -160,13 +163,17 @@ def _mistakes(graded: dict[str, GradeResult]) -> list[dict[str, Any]]:
 
 
 def _example_figure(graded: dict[str, GradeResult], names: list[str], exercise: str) -> dict[str, Any] | None:
-    """The heatmap of the first failing case with patterns, from the first submission with this mistake."""
-    for name in names:
-        for case in graded[name].cases:
-            if case.exercise == exercise and case.patterns and case.patterns.get("panels"):
-                from .reports.heatmaps import draw_patterns
+    """The heatmap that shows the mistake best: the first submission with it, its case with the
+    largest difference between the expected and the learner's patterns."""
+    from .patterns import largest_differences
 
-                return {**draw_patterns(case.patterns), "submission": name, "case": case.case_id}
+    for name in names:
+        drawn = [c for c in graded[name].cases if c.exercise == exercise and c.patterns and c.patterns.get("panels")]
+        if drawn:
+            best = max(drawn, key=lambda c: max([d["diff"] for d in largest_differences(c.patterns, 1)], default=0.0))
+            from .reports.heatmaps import draw_patterns
+
+            return {**draw_patterns(best.patterns), "submission": name, "case": best.case_id}
     return None
 
 
