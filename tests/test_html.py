@@ -110,6 +110,52 @@ def embedded_images(html: str) -> list[np.ndarray]:
     return [png_pixels(base64.b64decode(b64)) for b64 in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
 
 
+# ---------------------------------------------------------------- the probes, on trusted code
+
+
+def probe(exercise: str, dims: dict, mask: str, **knobs):
+    """Run the pattern probe for `exercise` against a reference variant, in process."""
+    from functools import partial
+
+    from attnspec.inputs import generate_inputs
+    from attnspec.patterns import _PROBES
+    from attnspec.reference import variants
+    from attnspec.runner import InProcessRunner
+    from attnspec.specmodel import InputSpec
+
+    functions = {"manual_attention": variants.attention, "multi_head_attention": variants.multi_head_attention, "transformer_block": variants.transformer_block}
+    runner = InProcessRunner({exercise: partial(functions[exercise], **knobs)})
+    inputs = generate_inputs(exercise, InputSpec(shapes=dims, mask=mask, seed=5), dims, seed=5)
+    return _PROBES[exercise](runner, inputs, "numpy", "float64")
+
+
+@pytest.mark.parametrize(
+    "exercise,dims",
+    [
+        ("manual_attention", {"batch": 2, "n_heads": 3, "seq_q": 5, "seq_k": 5, "d_head": 4, "d_v": 3}),
+        ("multi_head_attention", {"batch": 2, "seq": 5, "d_model": 8, "n_heads": 4}),  # seq > d_head: two calls per head
+        ("transformer_block", {"batch": 2, "seq": 4, "d_model": 6, "n_heads": 2, "d_ff": 5}),
+    ],
+)
+def test_probe_reads_back_the_reference_exactly_and_a_query_axis_softmax_differently(exercise, dims):
+    right = probe(exercise, dims, "causal")
+    assert right["problem"] is None and right["panels"]
+    for panel in right["panels"]:
+        assert np.allclose(np.array(panel["got"], dtype=float), np.array(panel["expected"]), atol=1e-9)
+    knobs = {"manual_attention": {"softmax_axis": "queries"}, "multi_head_attention": {"attention": {"softmax_axis": "queries"}}, "transformer_block": {"mha": {"attention": {"softmax_axis": "queries"}}}}[exercise]
+    wrong = probe(exercise, dims, "causal", **knobs)
+    assert any(not np.allclose(np.array(p["got"], dtype=float), np.array(p["expected"]), atol=1e-6) for p in wrong["panels"])
+    if right["kind"] == "attention":
+        got = np.array(wrong["panels"][0]["got"], dtype=float)
+        assert np.allclose(got.sum(axis=0), 1.0)  # the learner's weights sum to one over the queries
+        assert right["panels"][0]["blocked"] is not None
+
+
+def test_mha_with_more_positions_than_features_shows_the_outputs():
+    shown = probe("multi_head_attention", {"batch": 2, "seq": 6, "d_model": 4, "n_heads": 2}, "none")
+    assert shown["kind"] == "output" and shown["columns"] == "feature"
+
+
 # ---------------------------------------------------------------- no browser needed
 
 
