@@ -157,6 +157,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise UsageError("--output takes one submission; use --output-dir for several")
     if len(paths) > 1 and args.format != "text" and not args.output_dir:
         raise UsageError(f"several submissions with --format {args.format} need --output-dir (one report per submission)")
+    if args.format == "html":
+        from .reports.html import require_html_extra
+
+        require_html_extra()
     from .runner import Limits, WorkerPool
 
     pool = WorkerPool()  # start the worker (and torch's import) before our own imports

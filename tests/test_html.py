@@ -304,3 +304,10 @@ def test_hidden_report_in_chromium_loads_cleanly(hidden, tmp_path):
     assert json.loads(body_attr(dom, "data-problems")) == []
     assert body_attr(dom, "data-broken") == "0"
     assert "hidden case: inputs and values are not shown" in dom
+
+
+def test_html_without_the_extra_fails_before_grading_and_names_it():
+    code = "import sys; sys.modules['jinja2'] = None; from attnspec.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "grade", str(BUGGY), "--format", "html"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "pip install 'attnspec[html]'" in proc.stderr and proc.stdout == ""

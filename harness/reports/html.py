@@ -41,6 +41,14 @@ def environment() -> Any:
     return jinja2.Environment(loader=jinja2.PackageLoader("attnspec", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
+def require_html_extra() -> None:
+    """Fail before grading, not after, when jinja2 or matplotlib is missing."""
+    from .heatmaps import pyplot
+
+    environment()
+    pyplot()
+
+
 def render_html(result: "GradeResult", *, fragment: bool = False, concise: bool = False, note: str | None = None) -> str:
     """The report as a whole page, or as a fragment for Jupyter; `concise` keeps the first failing
     case per property; `note` is a line shown under the verdict (e.g. what was graded)."""
