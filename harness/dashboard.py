@@ -168,12 +168,12 @@ def _example_figure(graded: dict[str, GradeResult], names: list[str], exercise: 
     from .patterns import largest_differences
 
     for name in names:
-        drawn = [c for c in graded[name].cases if c.exercise == exercise and c.patterns and c.patterns.get("panels")]
+        drawn = [(c.case_id, c.patterns) for c in graded[name].cases if c.exercise == exercise and c.patterns and c.patterns.get("panels")]
         if drawn:
-            best = max(drawn, key=lambda c: max([d["diff"] for d in largest_differences(c.patterns, 1)], default=0.0))
+            case_id, best = max(drawn, key=lambda cp: max([d["diff"] for d in largest_differences(cp[1], 1)], default=0.0))
             from .reports.heatmaps import draw_patterns
 
-            return {**draw_patterns(best.patterns), "submission": name, "case": best.case_id}
+            return {**draw_patterns(best), "submission": name, "case": case_id}
     return None
 
 

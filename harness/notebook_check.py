@@ -56,7 +56,7 @@ def user_namespace() -> dict[str, Any]:
     ip = _ipython()
     if ip is not None:
         return ip.user_ns
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("attnspec"):
         frame = frame.f_back
     return frame.f_globals if frame is not None else {}
@@ -120,10 +120,10 @@ def _names_used(obj: Any) -> set[str]:
 def _import_line(name: str, value: Any) -> str | None:
     """`import numpy as np`, `from math import sqrt`: how the kernel got `name`, if it is importable."""
     if isinstance(value, types.ModuleType):
-        module = value.__name__
-        if module.split(".")[0] == "attnspec":
+        full = value.__name__
+        if full.split(".")[0] == "attnspec":
             return None  # submissions may not import the grader
-        return f"import {module}" if module == name else f"import {module} as {name}"
+        return f"import {full}" if full == name else f"import {full} as {name}"
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
     if not module or not qualname or "." in qualname or module.split(".")[0] in ("attnspec", "__main__", "builtins"):
         return None
@@ -158,7 +158,9 @@ def kernel_source(ns: dict[str, Any], wanted: Sequence[str]) -> KernelSource:
         chosen.append(name)
         todo.extend(n for n in sorted(_names_used(user[name])) if n in user and n not in chosen)
     used = set().union(*(_names_used(user[n]) for n in chosen)) if chosen else set()
-    imports, constants, notes = [], [], []
+    imports: list[str] = []
+    constants: list[str] = []
+    notes: list[str] = []
     for name in sorted(used):
         if name in user or name not in ns:
             continue
