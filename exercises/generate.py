@@ -125,6 +125,11 @@ def check_args(ex: Exercise, backend: str, filename: str) -> list[str]:
     return ["grade", filename, "--exercise", ex.name, "--backend", backend, "--visible-only"]
 
 
+def check_cell(ex: Exercise, backend: str, filename: str) -> str:
+    """The notebook's check cell: IPython magics that grade the kernel's functions (attnspec.check)."""
+    return f"%load_ext attnspec\n%attnspec_check {ex.name} --backend {backend} --notebook {filename}"
+
+
 def heading(ex: Exercise, source: Source, backend: str) -> str:
     return f"Exercise {ex.number} ({source.backends[backend]['label']}): {ex.title}"
 
@@ -244,17 +249,19 @@ def render_notebook(ex: Exercise, source: Source, backend: str) -> str:
             id="try",
         ))
         cells.append(code(scratch.rstrip(), id="scratch"))
-    command = " ".join(check_args(ex, backend, filename))
     cells.append(md(
         "## Check your work\n\n"
-        "Save the notebook first (the grader reads the file on disk), then run the cell below. It "
-        "grades this exercise on the visible test cases and prints a report; the hidden cases run "
-        "only in the course's autograder. If you renamed the notebook, change the file name in the "
-        "command. When attnspec grades the notebook it skips `!` shell lines, so this cell never "
-        "runs the grader from inside the grader.",
+        "Run the cell below. It grades the functions as they are defined in this notebook's kernel "
+        "right now, on the visible test cases, and shows the report here: no need to save first. "
+        "The report says that it graded the kernel's code, and whether the saved notebook differs; "
+        "the course grades the saved file, so save before you submit. The hidden cases run only in "
+        "the course's autograder. The cell's lines start with `%` (IPython magics): the grader skips "
+        "them, so this cell never runs the checker inside the grader. If you renamed the notebook, "
+        "change the name after `--notebook` (it is only used for that comparison). Outside a "
+        "notebook, `import attnspec; attnspec.check()` does the same.",
         id="check-intro",
     ))
-    cells.append(code(f'import sys\n\n!"{{sys.executable}}" -m attnspec {command}', id="check"))
+    cells.append(code(check_cell(ex, backend, filename), id="check"))
     nb = v4.new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
     nbformat.validate(nb)
     text = nbformat.writes(nb, version=4)

@@ -22,7 +22,7 @@ from .errors import AttnspecError, SpecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
 DEFAULT_MEMORY_MB = 2048
-REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json", "github": ".log"}
+REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json", "github": ".log", "html": ".html"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--exercise", action="append", choices=EXERCISE_NAMES, default=[], help="grade only this exercise (repeatable)")
     g.add_argument("--backend", choices=("auto", *BACKENDS, "both"), default="auto", help="auto: torch if the file imports torch, else numpy; a file that works with both is graded on both")
     _spec_options(g)
-    g.add_argument("--format", choices=("text", "json", "junit", "gradescope", "github"), default="text", help="github: the text report in a log group plus annotations (GitHub Actions)")
+    g.add_argument("--format", choices=("text", "json", "junit", "gradescope", "github", "html"), default="text", help="github: the text report in a log group plus annotations (GitHub Actions); html: a self-contained page with attention heatmaps (needs attnspec[html])")
     g.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     g.add_argument("--output-dir", metavar="DIR", help="with several submissions: one report per submission in DIR")
     g.add_argument("--visible-only", action="store_true", help="run only visible cases (the report says how many hidden ones were not run)")
@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     from .autograder import add_parser as add_autograder_parser
 
     add_autograder_parser(sub)
+
+    d = sub.add_parser("dashboard", help="an HTML page summarising a class run's JSON reports", description="Score distribution, pass rate per case and the frequency of each named mistake, from a folder of JSON reports (attnspec grade DIR --format json --output-dir REPORTS_DIR).")
+    d.add_argument("reports", metavar="REPORTS_DIR", help="folder of JSON reports (a gradebook JSON in it is read too)")
+    d.add_argument("--output", "-o", metavar="FILE", default="class.html", help="where to write the page (default class.html)")
+    d.set_defaults(run=cmd_dashboard)
     return parser
 
 
@@ -158,6 +163,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise UsageError("--output takes one submission; use --output-dir for several")
     if len(paths) > 1 and args.format != "text" and not args.output_dir:
         raise UsageError(f"several submissions with --format {args.format} need --output-dir (one report per submission)")
+    if args.format == "html":
+        from .reports.html import require_html_extra
+
+        require_html_extra()
     from .runner import Limits, WorkerPool
 
     pool = WorkerPool()  # start the worker (and torch's import) before our own imports
@@ -299,6 +308,14 @@ def _print_class_summary(results: list[tuple[str, Any]], codes: list[int], elaps
         status = {0: "passed", 1: "failed", 2: "error"}[code]
         print(f"{path.ljust(width)}  {score:>15}  {status}", file=stream)
     print(f"{len(results)} submissions graded in {elapsed:.1f} s", file=stream)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import write_dashboard
+
+    summary = write_dashboard(args.reports, args.output)
+    print(f"wrote {args.output}: {summary}", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------- spec tools

@@ -23,6 +23,7 @@ from .errors import BackendUnavailable, SubmissionError
 from .exercises import EXERCISES
 from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
 from .loader import build_fixed_inputs
+from .patterns import attach_patterns
 from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
 from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
 from .runner import CaseSession, Limits, LoadReport, WorkerPool, WorkerSession
@@ -242,6 +243,7 @@ def _grade_exercise(
         result.backend_notes.append(f"{len(skipped)} case(s) apply only to {', '.join(only)} and were not run for this submission")
         result.max_score -= sum(c.points for c in skipped if set(c.backends) & set(candidates))
     _run_cases(applicable, backends, options, submission, sessions, run, deadline, forbidden)
+    attach_patterns(run, sessions[0], options, forbidden, deadline)
     if rules is not None and _rules_selected(rules, options):
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)

@@ -48,6 +48,9 @@ class CaseResult:
     repro: str | None = None
     output: str = ""  # what the learner's code printed during this case (truncated)
     duration: float = 0.0
+    # Expected vs the learner's attention weights (or residual stream) on the failing inputs, as
+    # plain lists of floats (harness/patterns.py); None for passed and hidden cases.
+    patterns: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:

@@ -293,9 +293,9 @@ def test_notebook_validates_and_ends_with_its_check_cell(backend, exercise):
     assert [c.cell_type for c in nb.cells[:1]] == ["markdown"] and f"Exercise {EXERCISE_NAMES.index(exercise) + 1}" in nb.cells[0].source
     check = nb.cells[-1]
     assert check.cell_type == "code"
-    shell = [line for line in check.source.splitlines() if line.startswith("!")]
-    assert len(shell) == 1, "the check cell must run the grader from a `!` line, which attnspec skips"
-    assert f"attnspec grade {exercise}.ipynb --exercise {exercise} --backend {backend} --visible-only" in shell[0]
+    lines = check.source.splitlines()
+    assert all(line.startswith("%") for line in lines), "the check cell must be IPython magics only, which attnspec skips"
+    assert lines == ["%load_ext attnspec", f"%attnspec_check {exercise} --backend {backend} --notebook {exercise}.ipynb"]
 
 
 @pytest.mark.parametrize("backend,exercise", [(b, e) for b in BACKENDS for e in EXERCISE_NAMES])

@@ -385,8 +385,9 @@ def test_render_dispatches_and_rejects_unknown_formats():
     assert render(result, "junit") == render_junit(result)
     assert render(result, "gradescope") == render_gradescope(result)
     assert render(result, "text", verbose=True) == render_text(result, verbose=True)
+    assert render(result, "html").startswith("<!DOCTYPE html>")
     with pytest.raises(ValueError, match="unknown report format"):
-        render(result, "html")
+        render(result, "pdf")
 
 
 def test_failed_case_without_instances_still_reads_as_failed():

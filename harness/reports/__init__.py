@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
 
-FORMATS = ("text", "json", "junit", "gradescope", "github")
+FORMATS = ("text", "json", "junit", "gradescope", "github", "html")
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -46,6 +46,10 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
         from .github import render_github
 
         return render_github(result)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(result)
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
