@@ -64,6 +64,7 @@ class Submission:
             "directory": str(self.path.resolve().parent),
             "module_name": "__main__" if self.kind == "ipynb" else "submission",
             "chunks": [{"source": c.source, "filename": c.filename, "cell": c.cell} for c in self.chunks],
+            "files": {},  # companion files {relative name: text}, written into a sandbox's private folder
         }
 
     def where(self, filename: str | None, line: int | None) -> str:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from typing import Any
 
-from . import callexec
+from . import callexec, sandbox
 from .exercises import FUNCTIONS
 from .protocol import ProtocolError, Timeout, mib, recv, send
 
@@ -45,6 +45,7 @@ OUTPUT_TAIL = 2000
 def master_main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped automatically
+    spawner = sandbox.Spawner()
     while True:
         try:
             header, _ = recv(fd)
@@ -62,24 +63,41 @@ def master_main(fd: int) -> None:
                 except Exception as exc:  # noqa: BLE001 - reported to the grader as "backend unavailable"
                     errors[module] = f"{type(exc).__name__}: {exc}"
             send(fd, {"op": "preloaded", "errors": errors})
+        elif op == "probe":
+            send(fd, {"op": "probed", "sandbox": spawner.probe(str(header.get("level")), str(header.get("root")))})
         elif op == "spawn":
             _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             if not fds:
                 send(fd, {"op": "spawned", "error": "no socket received"})
                 continue
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    sock.close()
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os.setpgid(0, 0)
-                    Zygote(fds[0]).serve()
-                finally:
-                    os._exit(0)
-            os.close(fds[0])
-            send(fd, {"op": "spawned", "pid": pid})
+            send(fd, {"op": "spawned", **_spawn(sock, fds[0], header.get("sandbox"), spawner)})
         elif op == "shutdown":
             os._exit(0)
+
+
+def _spawn(sock: socket.socket, zfd: int, box: dict[str, Any] | None, spawner: sandbox.Spawner) -> dict[str, Any]:
+    """Fork a zygote for one submission: plainly (level none), or inside a fresh sandbox."""
+
+    def serve() -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        Zygote(zfd).serve()
+
+    if box and box.get("features"):
+        try:
+            return spawner.spawn(box, serve, [zfd])
+        finally:
+            os.close(zfd)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            os.setpgid(0, 0)
+            serve()
+        finally:
+            os._exit(0)
+    os.close(zfd)
+    return {"pid": pid}
 
 
 # ---------------------------------------------------------------- import guard
@@ -146,6 +164,29 @@ def _read_capture(f: io.BufferedRandom) -> dict[str, Any]:
         text = f"{head}\n... [{size - OUTPUT_HEAD - OUTPUT_TAIL} bytes not shown] ...\n{tail}"
     return {"text": text, "bytes": size}
 
+
+
+def _enter_workdir(header: dict[str, Any]) -> None:
+    """The submission's working folder (cwd and a sys.path entry): inside a sandbox, its private
+    folder holding only the companion files sent with the load request; else the file's folder."""
+    if sandbox.workdir is not None:
+        for name, text in (header.get("files") or {}).items():
+            target = os.path.normpath(os.path.join(sandbox.workdir, str(name)))
+            if not target.startswith(sandbox.workdir + "/"):
+                continue  # a name that climbs out of the folder: not written
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "w", encoding="utf-8") as f:
+                    f.write(str(text))
+            except OSError:
+                pass
+        return
+    if header.get("directory"):
+        sys.path.append(header["directory"])
+        try:
+            os.chdir(header["directory"])
+        except OSError:
+            pass
 
 
 class _ChunkTimeout(BaseException):
@@ -235,12 +276,7 @@ class Zygote:
             del sys.modules[module]
         self.guard = _ImportGuard(self.learner_files)
         sys.meta_path.insert(0, self.guard)
-        if header.get("directory"):
-            sys.path.append(header["directory"])
-            try:
-                os.chdir(header["directory"])
-            except OSError:
-                pass
+        _enter_workdir(header)
         self.namespace = {"__name__": header.get("module_name", "__main__"), "__builtins__": builtins, "__file__": header.get("path")}
         for filename, lines in _source_lines(chunks).items():
             linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
