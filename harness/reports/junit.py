@@ -7,6 +7,7 @@ No timestamps or hostnames: only `time` attributes change between runs.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,8 @@ _INVALID_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff
 
 def render_junit(result: GradeResult) -> str:
     root = ET.Element("testsuites", name="attnspec")
+    if result.sandbox:  # the isolation level learner code ran under
+        ET.SubElement(ET.SubElement(root, "properties"), "property", name="attnspec.sandbox", value=json.dumps(result.sandbox, sort_keys=True))
     if result.status != "graded":
         root.append(_grader_error_suite(result))
     for ex in result.exercises:
