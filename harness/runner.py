@@ -296,6 +296,8 @@ class WorkerPool:
 
     def spawn(self) -> tuple[socket.socket, int]:
         info = self.sandbox_info()
+        if info["requested"] == "strict" and info["missing"]:
+            raise WorkerError(f"sandbox strict: refusing to run learner code without {', '.join(info['missing'])} isolation ({info.get('reason', '')})")
         mine, theirs = socket.socketpair()
         with self._lock:
             header: dict[str, Any] = {"op": "spawn"}

@@ -1,0 +1,93 @@
+"""The cost of the per-submission sandbox: `--sandbox strict` against `--sandbox none`, in one run.
+
+    python bench/bench_sandbox.py --anchors /path/to/bench-anchors      # or ATTNSPEC_BENCH_ANCHORS=...
+    python bench/bench_sandbox.py --runs 5 --jobs 2
+
+Times (median of --runs, the two levels alternated so that machine load hits both alike):
+  - grade:  attnspec grade examples/correct_torch.py
+  - class:  attnspec grade DIR -j N on the 20-notebook class (the anchors' `variants()`, each
+            written as a plain notebook: an import cell and the learner's cell)
+and prints strict/none as a ratio (the target for the class run is <= 1.15).
+The anchors folder holds make_submissions.py; it is imported from there, not copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORT_CELL = "import math\n\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\n"
+
+
+def class_notebooks(anchors: str, folder: Path) -> list[Path]:
+    """Write the anchors' 20 variants as notebooks (import cell + learner cell) into `folder`."""
+    import nbformat
+
+    source = Path(anchors) / "make_submissions.py"
+    if not source.is_file():
+        sys.exit(f"bench_sandbox: {source} not found; pass --anchors DIR (or set ATTNSPEC_BENCH_ANCHORS) to the folder holding make_submissions.py")
+    spec = importlib.util.spec_from_file_location("anchor_submissions", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paths = []
+    for stem, _name, code in module.variants():
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(IMPORT_CELL), nbformat.v4.new_code_cell(code)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = folder / f"{stem}.ipynb"
+        nbformat.write(nb, path)
+        paths.append(path)
+    return paths
+
+
+def timed(args: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "attnspec", "grade", *args], capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        sys.exit(f"bench_sandbox: attnspec grade {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def compare(label: str, args: list[str], runs: int) -> float:
+    samples: dict[str, list[float]] = {"none": [], "strict": []}
+    timed([*args, "--sandbox", "none"])  # warm the page cache
+    for _ in range(runs):
+        for level in ("none", "strict"):
+            samples[level].append(timed([*args, "--sandbox", level]))
+    none, strict = statistics.median(samples["none"]), statistics.median(samples["strict"])
+    ratio = strict / none
+    print(f"{label:6} none {none:6.2f} s   strict {strict:6.2f} s   ratio {ratio:.3f}   (medians of {runs}; strict min {min(samples['strict']):.2f}, none min {min(samples['none']):.2f})")
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--anchors", default=os.environ.get("ATTNSPEC_BENCH_ANCHORS"), help="folder with make_submissions.py")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--submission", default="examples/correct_torch.py")
+    args = parser.parse_args()
+    if not args.anchors:
+        sys.exit("bench_sandbox: pass --anchors DIR (or set ATTNSPEC_BENCH_ANCHORS) to the folder holding make_submissions.py")
+    with tempfile.TemporaryDirectory(prefix="attnspec-bench-") as tmp:
+        folder = Path(tmp) / "class"
+        folder.mkdir()
+        class_notebooks(args.anchors, folder)
+        out = Path(tmp) / "reports"
+        compare("grade", [args.submission, "--format", "json", "--output", str(out / "one.json")], args.runs)
+        ratio = compare("class", [str(folder), "-j", str(args.jobs), "--format", "json", "--output-dir", str(out / "class")], args.runs)
+    print(f"class-run target strict/none <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
