@@ -301,7 +301,13 @@ def _inside(path: str, folder: str) -> bool:
 def _build_root(root: str, hide: list[str], uid: int, gid: int) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing we mount propagates back to the host
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    binds: list[str] = []
+    _make_dev(root)
+    os.makedirs(root + "/proc")  # a fresh proc: with the PID namespace, it shows only the sandbox's processes
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    for path, mode, owner in (("/tmp", "1777", ""), (WORKDIR, "700", f",uid={uid},gid={gid}")):
+        os.makedirs(root + path)
+        _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},mode={mode}{owner}")
+    binds: list[str] = []  # after /tmp: a Python installed under /tmp is bound on top of the private one
     for path in [*SYSTEM_DIRS, *python_dirs()]:
         if os.path.lexists(path) and not any(_inside(path, b) or path == b for b in binds):
             binds = [b for b in binds if not _inside(b, path)] + [path]
@@ -314,17 +320,11 @@ def _build_root(root: str, hide: list[str], uid: int, gid: int) -> None:
         _mount(path, target, None, MS_BIND | MS_REC, None)
         _remount_readonly(target)
     for path in sorted(set(hide)):
-        if any(_inside(path, b) or path == b for b in binds) and os.path.lexists(root + path):
+        if any(_inside(path, b) for b in binds) and os.path.lexists(root + path):  # (a bind itself stays: Python lives there)
             if os.path.isdir(root + path):
                 _mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=555")
             else:
                 _mount("/dev/null", root + path, None, MS_BIND, None)
-    _make_dev(root)
-    os.makedirs(root + "/proc")  # a fresh proc: with the PID namespace, it shows only the sandbox's processes
-    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    for path, mode, owner in (("/tmp", "1777", ""), (WORKDIR, "700", f",uid={uid},gid={gid}")):
-        os.makedirs(root + path)
-        _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},mode={mode}{owner}")
     os.chdir(root)
     pivot = _SYS_PIVOT_ROOT.get(platform.machine())
     if pivot is None:

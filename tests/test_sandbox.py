@@ -343,3 +343,32 @@ def test_watchdog_ends_a_stopped_zygote_at_the_submission_limit():
                 assert cs.lost == "the submission's total time limit (1 s) was reached: its processes were stopped"
             each.close()
     assert_nothing_left(before)
+
+
+# ---------------------------------------------------------------- what is hidden
+
+
+def test_the_plan_hides_the_grader_package_its_cwd_and_home(tmp_path):
+    plan = sandbox.plan(list(sandbox.FEATURES), str(tmp_path), [str(tmp_path / "specs")])
+    hidden = set(plan["hide"])
+    assert {str(ROOT / "harness"), str(ROOT / "reference"), str(ROOT / "spec")} <= hidden or any(p.endswith("/attnspec") for p in hidden)
+    assert {os.getcwd(), os.path.expanduser("~"), str(tmp_path / "specs")} <= hidden
+
+
+@needs_namespaces
+def test_a_hidden_folder_inside_a_visible_site_packages_is_empty(tmp_path, monkeypatch):
+    """A grader installed into site-packages (not editable) lies inside a folder the sandbox must
+    show: that folder stays visible, the hidden one inside it appears empty."""
+    site = tmp_path / "site-packages"
+    (site / "secretpkg").mkdir(parents=True)
+    (site / "secretpkg" / "answers.yaml").write_text("hidden: case\n")
+    (site / "visible.py").write_text("X = 1\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    probe = tmp_path / "probe.py"
+    probe.write_text(f"import os\nprint(sorted(os.listdir({str(site)!r})), os.listdir({str(site / 'secretpkg')!r}))\nimport visible\n")
+    with WorkerPool("strict", [str(site / "secretpkg")]) as pool:
+        session = WorkerSession(pool, load_submission(probe).load_request(), Limits())
+        load = session.start()
+        session.close()
+    assert load.ok and load.chunk_errors == []
+    assert load.output["text"] == "['secretpkg', 'visible.py'] []\n"
