@@ -7,7 +7,8 @@ Times (median of --runs, the two levels alternated so that machine load hits bot
   - grade:  attnspec grade examples/correct_torch.py
   - class:  attnspec grade DIR -j N on the 20-notebook class (the anchors' `variants()`, each
             written as a plain notebook: an import cell and the learner's cell)
-and prints strict/none as a ratio (the target for the class run is <= 1.15).
+and prints strict/none as a ratio (the target for the class run is <= 1.15); also the time to
+start one submission's zygote (spawn, in a warm worker pool) at each level, the sandbox's own cost.
 The anchors folder holds make_submissions.py; it is imported from there, not copied.
 """
 
@@ -70,6 +71,30 @@ def compare(label: str, args: list[str], runs: int) -> float:
     return ratio
 
 
+def spawn_cost(count: int = 20) -> None:
+    """Median seconds to start one zygote in a warm pool, per level (what a grade waits for)."""
+    sys.path.insert(0, str(ROOT))
+    from attnspec.runner import WorkerPool
+
+    medians = {}
+    for level in ("none", "strict"):
+        with WorkerPool(level) as pool:
+            pool.sandbox_info()
+            samples = []
+            for _ in range(count):
+                time.sleep(0.3)  # a submission's grading, during which the next sandbox is built ahead
+                start = time.perf_counter()
+                sock, pid = pool.spawn()
+                samples.append(time.perf_counter() - start)
+                sock.close()
+                try:
+                    os.killpg(pid, 9)
+                except OSError:
+                    pass
+        medians[level] = statistics.median(samples)
+    print(f"spawn  none {medians['none'] * 1000:6.1f} ms  strict {medians['strict'] * 1000:6.1f} ms  (+{(medians['strict'] - medians['none']) * 1000:.1f} ms per submission; medians of {count})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--anchors", default=os.environ.get("ATTNSPEC_BENCH_ANCHORS"), help="folder with make_submissions.py")
@@ -79,6 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.anchors:
         sys.exit("bench_sandbox: pass --anchors DIR (or set ATTNSPEC_BENCH_ANCHORS) to the folder holding make_submissions.py")
+    spawn_cost()
     with tempfile.TemporaryDirectory(prefix="attnspec-bench-") as tmp:
         folder = Path(tmp) / "class"
         folder.mkdir()

@@ -228,7 +228,8 @@ class WorkerPool:
             root = os.path.join(self._cwd.name, "root")
             os.mkdir(root)
             self._root = root
-            self._request({"op": "probe", "level": sandbox_level, "root": root}, "probed")
+            hidden = sandbox.plan([], root, self._hide)["hide"]  # the first sandbox is built with the probe
+            self._request({"op": "probe", "level": sandbox_level, "root": root, "hide": hidden}, "probed")
 
     def _request(self, header: dict[str, Any], reply_op: str) -> None:
         try:

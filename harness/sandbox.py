@@ -142,6 +142,7 @@ class Spawner:
 
     def __init__(self) -> None:
         self.count = 0
+        self.spare: tuple[dict[str, Any], Any, int] | None = None  # (plan, control socket, pid): built ahead
         try:
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned zygotes come back to us (SIGCHLD ignored: reaped)
         except AttributeError:
@@ -161,6 +162,48 @@ class Spawner:
                 os._exit(0)
         os.close(w)
         return _read_setup(r, pid)
+
+    def prebuild(self, sandbox: dict[str, Any], serve: Callable[[int], None]) -> None:
+        """Build the next submission's sandbox now, while the master is idle: its zygote waits for
+        the socket it will serve. Used by `take` when the next request has the same plan."""
+        import socket
+
+        if self.spare is not None or not sandbox.get("features"):
+            return
+        control, theirs = socket.socketpair()
+        cfd = theirs.fileno()
+
+        def wait_then_serve() -> None:
+            with socket.socket(fileno=cfd) as s:
+                _, fds, _, _ = socket.recv_fds(s, 1, 1)
+            if fds:
+                serve(fds[0])
+
+        reply = self.spawn(sandbox, wait_then_serve, [cfd])
+        theirs.close()
+        if "pid" in reply:
+            self.spare = (sandbox, control, reply["pid"])
+        else:
+            control.close()
+
+    def take(self, sandbox: dict[str, Any], zfd: int) -> dict[str, Any] | None:
+        """Hand `zfd` to the prebuilt sandbox if it was built for this plan; else None (discarded)."""
+        import socket
+
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        plan_, control, pid = spare
+        try:
+            if plan_ == sandbox:
+                socket.send_fds(control, [b"F"], [zfd])
+                return {"pid": pid}
+        except OSError:
+            pass
+        finally:
+            control.close()
+        _kill(pid)
+        return None
 
     def probe(self, requested: str, root: str) -> dict[str, Any]:
         """The strongest feature set that works here: all of them, else each alone, then together."""

@@ -64,28 +64,33 @@ def master_main(fd: int) -> None:
                     errors[module] = f"{type(exc).__name__}: {exc}"
             send(fd, {"op": "preloaded", "errors": errors})
         elif op == "probe":
-            send(fd, {"op": "probed", "sandbox": spawner.probe(str(header.get("level")), str(header.get("root")))})
+            info = spawner.probe(str(header.get("level")), str(header.get("root")))
+            send(fd, {"op": "probed", "sandbox": info})
+            spawner.prebuild({"features": info["features"], "root": header.get("root"), "hide": header.get("hide", [])}, _serve_zygote)
         elif op == "spawn":
             _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             if not fds:
                 send(fd, {"op": "spawned", "error": "no socket received"})
                 continue
             send(fd, {"op": "spawned", **_spawn(sock, fds[0], header.get("sandbox"), spawner)})
+            if header.get("sandbox"):
+                spawner.prebuild(header["sandbox"], _serve_zygote)  # the next submission's, while this one loads
         elif op == "shutdown":
             os._exit(0)
 
 
+def _serve_zygote(fd: int) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    Zygote(fd).serve()
+
+
 def _spawn(sock: socket.socket, zfd: int, box: dict[str, Any] | None, spawner: sandbox.Spawner) -> dict[str, Any]:
-    """Fork a zygote for one submission: plainly (level none), or inside a fresh sandbox."""
-
-    def serve() -> None:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        Zygote(zfd).serve()
-
+    """Fork a zygote for one submission: plainly (level none), or inside a fresh sandbox (the one
+    built ahead for this plan, if any)."""
     if box and box.get("features"):
         try:
-            return spawner.spawn(box, serve, [zfd])
+            return spawner.take(box, zfd) or spawner.spawn(box, lambda: _serve_zygote(zfd), [zfd])
         finally:
             os.close(zfd)
     pid = os.fork()
@@ -93,7 +98,7 @@ def _spawn(sock: socket.socket, zfd: int, box: dict[str, Any] | None, spawner: s
         try:
             sock.close()
             os.setpgid(0, 0)
-            serve()
+            _serve_zygote(zfd)
         finally:
             os._exit(0)
     os.close(zfd)
