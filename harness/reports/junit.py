@@ -21,8 +21,6 @@ _INVALID_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff
 
 def render_junit(result: GradeResult) -> str:
     root = ET.Element("testsuites", name="attnspec")
-    if result.sandbox:  # the isolation level learner code ran under
-        ET.SubElement(ET.SubElement(root, "properties"), "property", name="attnspec.sandbox", value=json.dumps(result.sandbox, sort_keys=True))
     if result.status != "graded":
         root.append(_grader_error_suite(result))
     for ex in result.exercises:
@@ -33,6 +31,12 @@ def render_junit(result: GradeResult) -> str:
     if problems:  # errors while running the file's top-level code cost no points, but CI logs show them
         load = ET.SubElement(root, "testsuite", name="submission.load")
         ET.SubElement(load, "system-err").text = clean("\n".join(problems))
+    for suite in root.findall("testsuite") if result.sandbox else []:  # the isolation learner code ran under
+        props = suite.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            suite.insert(0, props)
+        ET.SubElement(props, "property", name="attnspec.sandbox", value=json.dumps(result.sandbox, sort_keys=True))
     _set_counts(root, root.findall("testsuite"))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
