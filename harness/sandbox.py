@@ -23,6 +23,7 @@ import platform
 import resource
 import select
 import signal
+import socket
 import sys
 import time
 from typing import Any, Callable
@@ -142,7 +143,7 @@ class Spawner:
 
     def __init__(self) -> None:
         self.count = 0
-        self.spare: tuple[dict[str, Any], Any, int] | None = None  # (plan, control socket, pid): built ahead
+        self.spare: tuple[dict[str, Any], socket.socket, int] | None = None  # (plan, control socket, pid): built ahead
         try:
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned zygotes come back to us (SIGCHLD ignored: reaped)
         except AttributeError:
@@ -161,13 +162,11 @@ class Spawner:
             finally:
                 os._exit(0)
         os.close(w)
-        return _read_setup(r, pid)
+        return _read_setup(r)
 
     def prebuild(self, sandbox: dict[str, Any], serve: Callable[[int], None]) -> None:
         """Build the next submission's sandbox now, while the master is idle: its zygote waits for
         the socket it will serve. Used by `take` when the next request has the same plan."""
-        import socket
-
         if self.spare is not None or not sandbox.get("features"):
             return
         control, theirs = socket.socketpair()
@@ -188,8 +187,6 @@ class Spawner:
 
     def take(self, sandbox: dict[str, Any], zfd: int) -> dict[str, Any] | None:
         """Hand `zfd` to the prebuilt sandbox if it was built for this plan; else None (discarded)."""
-        import socket
-
         spare, self.spare = self.spare, None
         if spare is None:
             return None
@@ -239,7 +236,7 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _read_setup(r: int, helper: int) -> dict[str, Any]:
+def _read_setup(r: int) -> dict[str, Any]:
     """The helper writes 'pid N', the zygote 'ok' or 'error ...' once it is ready; EOF ends it."""
     data = b""
     deadline = time.monotonic() + SETUP_TIMEOUT_S
