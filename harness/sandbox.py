@@ -185,6 +185,16 @@ class Spawner:
         else:
             control.close()
 
+    def rebuild(self, serve: Callable[[int], None]) -> None:
+        """Replace the sandbox built ahead (after the master imported more modules: a zygote forked
+        before would have to import them itself)."""
+        if self.spare is not None:
+            plan_, control, pid = self.spare
+            self.spare = None
+            control.close()
+            _kill(pid)
+            self.prebuild(plan_, serve)
+
     def take(self, sandbox: dict[str, Any], zfd: int) -> dict[str, Any] | None:
         """Hand `zfd` to the prebuilt sandbox if it was built for this plan; else None (discarded)."""
         spare, self.spare = self.spare, None

@@ -63,6 +63,7 @@ def master_main(fd: int) -> None:
                 except Exception as exc:  # noqa: BLE001 - reported to the grader as "backend unavailable"
                     errors[module] = f"{type(exc).__name__}: {exc}"
             send(fd, {"op": "preloaded", "errors": errors})
+            spawner.rebuild(_serve_zygote)  # a sandbox built before the import would import torch again
         elif op == "probe":
             info = spawner.probe(str(header.get("level")), str(header.get("root")))
             send(fd, {"op": "probed", "sandbox": info})
