@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
     g.add_argument("--cluster", metavar="ADDRESS", help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); see docs/cluster.md")
     g.add_argument("--no-timings", action="store_true", help="leave wall-clock times out of JSON reports, so the same submission gives the same bytes")
+    g.add_argument("--sandbox", choices=("auto", "strict", "none"), default="auto", help="isolate each submission in kernel namespaces: auto uses what the machine allows (warns otherwise), strict refuses to grade without full isolation (exit 2), none: plain worker processes (see docs/isolation.md)")
     g.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     g.add_argument("--verbose", "-v", action="store_true", help="list passed cases too")
     g.set_defaults(run=cmd_grade)
@@ -169,7 +170,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         require_html_extra()
     from .runner import Limits, WorkerPool
 
-    pool = WorkerPool()  # start the worker (and torch's import) before our own imports
+    hide = [*args.spec, *(os.path.dirname(os.path.abspath(p)) for p in paths), *(x for x in (args.output_dir, args.output and os.path.dirname(os.path.abspath(args.output))) if x)]
+    pool = WorkerPool(args.sandbox, hide)  # start the worker (and torch's import) before our own imports
     try:
         if _needs_torch(paths, args.backend):
             from .grade import torch_available
@@ -191,6 +193,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             spec = load_spec(args.spec, builtin=not args.no_builtin, overrides=args.overrides)
         except SpecError as exc:
             spec, spec_error = None, exc
+        _check_sandbox(args.sandbox, pool.sandbox_info())
         limits = Limits(memory_mb=args.memory, submission_timeout=args.submission_timeout, case_timeout=args.case_timeout or Limits.case_timeout)
         options = GradeOptions(
             exercises=tuple(dict.fromkeys(args.exercise)),
@@ -231,6 +234,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
     finally:
         pool.close()
     return _write_reports(results, args, time.monotonic() - start)
+
+
+def _check_sandbox(requested: str, info: dict[str, Any]) -> None:
+    """strict: refuse to grade without every isolation feature; auto: one warning line when short."""
+    if requested == "none" or not info["missing"]:
+        return
+    why = f" ({info['reason']})" if info.get("reason") else ""
+    if requested == "strict":
+        raise UsageError(
+            f"--sandbox strict: this machine cannot isolate submissions: {', '.join(info['missing'])} unavailable{why}. "
+            "Kernel namespaces are needed (run as root, or allow unprivileged user namespaces, e.g. sysctl kernel.unprivileged_userns_clone=1); "
+            "use --sandbox auto to grade with what is available"
+        )
+    got = ", ".join(info["features"]) or "nothing"
+    print(f"attnspec: warning: sandbox: isolating with {got} only; missing {', '.join(info['missing'])}{why}", file=sys.stderr)
 
 
 def _cap_timeouts(spec: Any, cap: float) -> Any:

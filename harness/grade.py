@@ -8,6 +8,7 @@ cases, runs diagnosis on the failures and checks the implementation rules. It pr
 from __future__ import annotations
 
 import importlib.util
+import os
 import queue
 import re
 import shlex
@@ -50,6 +51,7 @@ class GradeOptions:
     limits: Limits = field(default_factory=Limits)
     repro_args: tuple[str, ...] = ()  # extra CLI args (e.g. --spec DIR) to put in repro commands
     workers: int = 2  # zygotes per submission: cases run in parallel, one child process each
+    sandbox: str = "none"  # none | auto | strict: used when grade() starts its own worker pool
 
 
 @dataclass
@@ -100,7 +102,9 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     static = analyze(submission)
     candidates = _backend_candidates(options.backend, static)
     own_pool = pool is None
-    pool = pool or WorkerPool()
+    pool = pool or WorkerPool(options.sandbox)
+    pool.hide([os.path.dirname(os.path.abspath(path))])  # a classmate's sandbox must not show this folder
+    result.sandbox = pool.sandbox_info()
     if "torch" in candidates:
         pool.preload(["torch"])
     session = WorkerSession(pool, submission.load_request(), options.limits)

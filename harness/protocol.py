@@ -464,6 +464,7 @@ class Load(Message):
     module_name: str = bounded(200)
     files: list[SourceFile] = bounded(100_000)
     chunks: list[ChunkRange] = bounded(1_000_000)
+    companions: dict[str, str] = bounded(1_000, default_factory=dict)  # {relative name: text}, for a sandbox's private folder
     limits: LoadLimits | None = None
 
 

@@ -31,6 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attnspec-overrides", default=None, metavar="FILE", help="a course's overrides file applied over the spec")
     group.addoption("--attnspec-backend", choices=("auto", "numpy", "torch", "both"), default="auto", help="auto (default): the backends the file imports")
     group.addoption("--attnspec-visible-only", action="store_true", default=False, help="collect only visible cases")
+    group.addoption("--attnspec-sandbox", choices=("auto", "strict", "none"), default="auto", help="isolation of the learner's code, as `attnspec grade --sandbox`")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +69,7 @@ class _AttnspecSession:
         self.builtin = not config.getoption("attnspec_no_builtin")
         self.overrides: str | None = config.getoption("attnspec_overrides")
         self.backend: str = config.getoption("attnspec_backend")
+        self.sandbox: str = config.getoption("attnspec_sandbox")
         self.visible_only: bool = config.getoption("attnspec_visible_only")
         self.spec: Any = None
         self.spec_error: str | None = None
@@ -140,7 +142,7 @@ class _AttnspecSession:
         if self.graded:
             return
         self.graded = True
-        from .errors import AttnspecError
+        from .errors import AttnspecError, UsageError
         from .exercises import EXERCISE_NAMES
         from .grade import GradeOptions, grade
         from .runner import WorkerPool
@@ -161,8 +163,11 @@ class _AttnspecSession:
             repro_args=tuple(repro),
         )
         try:
-            pool = WorkerPool()
+            pool = WorkerPool(self.sandbox, [*self.spec_dirs, str(Path(self.given).resolve().parent)])
             try:
+                info = pool.sandbox_info()
+                if self.sandbox == "strict" and info["missing"]:
+                    raise UsageError(f"--attnspec-sandbox strict: {', '.join(info['missing'])} unavailable ({info.get('reason', '')})")
                 self.result = grade(self.given, spec, options, pool)
             finally:
                 pool.close()

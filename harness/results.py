@@ -131,6 +131,7 @@ class GradeResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     tool: dict[str, str] = field(default_factory=dict)
+    sandbox: dict[str, Any] | None = None  # the isolation level used: {requested, level, features, missing}
     schema_version: int = REPORT_SCHEMA_VERSION
 
     @property

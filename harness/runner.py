@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from . import callexec
+from . import callexec, sandbox
 from .callexec import RAW_ENCODINGS
 from .errors import WorkerError
 from .exercises import FUNCTIONS
@@ -48,6 +48,7 @@ from .protocol import (
 )
 
 WORKER_MARGIN_S = 5.0
+WATCHDOG_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,9 @@ class CaseRunner(Protocol):
 class WorkerPool:
     """The master worker: one interpreter start and one torch import for any number of submissions."""
 
-    def __init__(self) -> None:
+    def __init__(self, sandbox_level: str = "none", hide: Any = ()) -> None:
+        """`sandbox_level`: none | auto | strict (see harness/sandbox.py); `hide`: paths that must
+        not be visible inside a sandbox (spec folders, submission folders, outputs)."""
         self._sock, theirs = socket.socketpair()
         self._log = tempfile.TemporaryFile()
         env = dict(os.environ)
@@ -253,6 +256,14 @@ class WorkerPool:
         self._lock = threading.Lock()  # submissions may be graded from several threads
         self._preloading: list[str] = []
         self.preloaded: dict[str, str | None] = {}
+        self._hide: list[str] = [str(p) for p in hide]
+        self._sandbox: dict[str, Any] | None = sandbox.describe("none", []) if sandbox_level == "none" else None
+        if self._sandbox is None:  # probed once per run, while the grader loads the spec
+            root = os.path.join(self._cwd.name, "root")
+            os.mkdir(root)
+            self._root = root
+            hidden = sandbox.plan([], root, self._hide)["hide"]  # the first sandbox is built with the probe
+            self._request({"op": "probe", "level": sandbox_level, "root": root, "hide": hidden}, "probed")
 
     def _request(self, header: dict[str, Any], reply_op: str) -> None:
         try:
@@ -275,6 +286,8 @@ class WorkerPool:
         raise WorkerError(f"internal: no reply '{op}' pending")
 
     def _absorb(self, op: str, header: dict[str, Any]) -> None:
+        if op == "probed":
+            self._sandbox = header.get("sandbox") if isinstance(header.get("sandbox"), dict) else sandbox.describe("auto", [], "the probe gave no answer")
         if op == "preloaded":
             for module in self._preloading:
                 self.preloaded[module] = header.get("errors", {}).get(module)
@@ -299,10 +312,33 @@ class WorkerPool:
                 self._preloading = []
             return self.preloaded
 
+    def sandbox_info(self) -> dict[str, Any]:
+        """The sandbox level this run uses: {'requested', 'level', 'features', 'missing'[, 'reason']}."""
+        with self._lock:
+            if self._sandbox is None:
+                self._absorb("probed", self._reply("probed", timeout=120.0))
+            assert self._sandbox is not None
+            return dict(self._sandbox)
+
+    def hide(self, paths: Any) -> None:
+        """Paths that later sandboxes must not show (added before the submissions are spawned)."""
+        with self._lock:
+            self._hide.extend(str(p) for p in paths if str(p) not in self._hide)
+
+    @property
+    def pid_namespaces(self) -> bool:
+        return "pid" in self.sandbox_info()["features"]
+
     def spawn(self) -> tuple[socket.socket, int]:
+        info = self.sandbox_info()
+        if info["requested"] == "strict" and info["missing"]:
+            raise WorkerError(f"sandbox strict: refusing to run learner code without {', '.join(info['missing'])} isolation ({info.get('reason', '')})")
         mine, theirs = socket.socketpair()
         with self._lock:
-            self._request({"op": "spawn"}, "spawned")
+            header: dict[str, Any] = {"op": "spawn"}
+            if info["features"]:
+                header["sandbox"] = sandbox.plan(info["features"], self._root, self._hide)
+            self._request(header, "spawned")
             try:
                 socket.send_fds(self._sock, [b"F"], [theirs.fileno()])
             except OSError:
@@ -378,12 +414,66 @@ def _compact(value: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
 
 
+class Watchdog:
+    """Bounds one submission's wall time whatever its processes do (a stopped zygote, a child that
+    ignores everything): at the deadline every process group it watches is SIGKILLed (a sandbox's
+    PID-namespace init among them, which takes the whole namespace with it)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._pids: set[int] = set()
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            self._pids.add(pid)
+            if not self.expired:
+                return
+        _killpg(pid)
+
+    def unwatch(self, pid: int) -> None:
+        with self._lock:
+            self._pids.discard(pid)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            pids = list(self._pids)
+        for pid in pids:
+            _killpg(pid)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    @property
+    def message(self) -> str:
+        return f"the submission's total time limit ({self.seconds - WATCHDOG_MARGIN_S:g} s) was reached: its processes were stopped"
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class WorkerSession:
     """One submission loaded in a zygote; cases run in children forked from it."""
 
-    def __init__(self, pool: WorkerPool, load_request: dict[str, Any], limits: Limits):
+    def __init__(self, pool: WorkerPool, load_request: dict[str, Any], limits: Limits, watchdog: Watchdog | None = None):
         self.pool = pool
         self.limits = limits
+        self.owns_watchdog = watchdog is None
+        self.watchdog = watchdog or Watchdog(limits.submission_timeout + WATCHDOG_MARGIN_S)
         self.load_request = {**load_request, "op": "load", "limits": {
             "memory_mb": limits.memory_mb,
             "output_bytes": limits.output_bytes,
@@ -396,7 +486,12 @@ class WorkerSession:
         self.restarts = 0
 
     def start(self) -> LoadReport:
+        if self.watchdog.expired:
+            self.load = LoadReport(ok=False, fatal=self.watchdog.message)
+            return self.load
+        self.watchdog.start()
         self.sock, self.pid = self.pool.spawn()
+        self.watchdog.watch(self.pid)
         start = time.monotonic()
         try:
             send(self.sock.fileno(), self.load_request)
@@ -426,7 +521,7 @@ class WorkerSession:
         """A second zygote forked from this loaded one: the same submission, top-level code run once.
 
         If cloning fails, the new session loads the submission itself on first use."""
-        other = WorkerSession(self.pool, self.load_request, self.limits)
+        other = WorkerSession(self.pool, self.load_request, self.limits, self.watchdog)
         other.load = self.load
         if self.sock is None or not self.load.ok:
             return other
@@ -440,10 +535,15 @@ class WorkerSession:
             return other
         finally:
             theirs.close()
-        if "pid" not in reply:
+        if not isinstance(reply.get("pid"), int):
             mine.close()
             return other
-        other.sock, other.pid = mine, int(reply["pid"])
+        pid: int | None = reply["pid"]
+        if self.pool.pid_namespaces:  # the zygote says its pid as seen inside its sandbox
+            pid = sandbox.global_pid(self.pid, reply["pid"]) if self.pid is not None else None
+        other.sock, other.pid = mine, pid
+        if pid is not None:
+            self.watchdog.watch(pid)
         return other
 
     @property
@@ -452,10 +552,8 @@ class WorkerSession:
 
     def kill(self) -> None:
         if self.pid is not None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _killpg(self.pid)
+            self.watchdog.unwatch(self.pid)
         if self.sock is not None:
             self.sock.close()
         self.sock = None
@@ -468,6 +566,8 @@ class WorkerSession:
             except OSError:
                 pass
         self.kill()
+        if self.owns_watchdog:
+            self.watchdog.cancel()
 
     def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "CaseSession":
         if self.sock is None:
@@ -501,7 +601,7 @@ class CaseSession:
         return self
 
     def _lose(self, why: str) -> None:
-        self.lost = why
+        self.lost = self.session.watchdog.message if self.session.watchdog.expired else why
         self.session.kill()
 
     def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome:

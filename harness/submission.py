@@ -93,6 +93,7 @@ class Submission:
             "module_name": "__main__" if self.kind == "ipynb" else "submission",
             "files": [{"filename": f.filename, "source": f.text, "cell": f.cell} for f in self.files],
             "chunks": [{"file": c.file, "first": c.first_line, "last": c.last_line} for c in self.chunks],
+            "companions": {},  # companion files {relative name: text}, written into a sandbox's private folder
         }
 
     def where(self, filename: str | None, line: int | None) -> str:

@@ -33,7 +33,7 @@ import time
 import types
 from typing import Any
 
-from . import callexec
+from . import callexec, sandbox
 from .exercises import FUNCTIONS
 from .protocol import MAX_LOAD_HEADER, Call, CorruptMessage, Load, ProtocolError, Timeout, corrupted, mib, recv, send
 
@@ -48,6 +48,7 @@ MAX_CHUNK_ERRORS = 200
 def master_main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped automatically
+    spawner = sandbox.Spawner()
     while True:
         try:
             header, _ = recv(fd)
@@ -65,24 +66,47 @@ def master_main(fd: int) -> None:
                 except Exception as exc:  # noqa: BLE001 - reported to the grader as "backend unavailable"
                     errors[module] = f"{type(exc).__name__}: {exc}"
             send(fd, {"op": "preloaded", "errors": errors})
+            spawner.rebuild(_serve_zygote)  # a sandbox built before the import would import torch again
+        elif op == "probe":
+            info = spawner.probe(str(header.get("level")), str(header.get("root")))
+            send(fd, {"op": "probed", "sandbox": info})
+            spawner.prebuild({"features": info["features"], "root": header.get("root"), "hide": header.get("hide", [])}, _serve_zygote)
         elif op == "spawn":
             _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             if not fds:
                 send(fd, {"op": "spawned", "error": "no socket received"})
                 continue
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    sock.close()
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os.setpgid(0, 0)
-                    Zygote(fds[0]).serve()
-                finally:
-                    os._exit(0)
-            os.close(fds[0])
-            send(fd, {"op": "spawned", "pid": pid})
+            send(fd, {"op": "spawned", **_spawn(sock, fds[0], header.get("sandbox"), spawner)})
+            if header.get("sandbox"):
+                spawner.prebuild(header["sandbox"], _serve_zygote)  # the next submission's, while this one loads
         elif op == "shutdown":
             os._exit(0)
+
+
+def _serve_zygote(fd: int) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    Zygote(fd).serve()
+
+
+def _spawn(sock: socket.socket, zfd: int, box: dict[str, Any] | None, spawner: sandbox.Spawner) -> dict[str, Any]:
+    """Fork a zygote for one submission: plainly (level none), or inside a fresh sandbox (the one
+    built ahead for this plan, if any)."""
+    if box and box.get("features"):
+        try:
+            return spawner.take(box, zfd) or spawner.spawn(box, lambda: _serve_zygote(zfd), [zfd])
+        finally:
+            os.close(zfd)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            os.setpgid(0, 0)
+            _serve_zygote(zfd)
+        finally:
+            os._exit(0)
+    os.close(zfd)
+    return {"pid": pid}
 
 
 # ---------------------------------------------------------------- import guard
@@ -149,6 +173,29 @@ def _read_capture(f: io.BufferedRandom) -> dict[str, Any]:
         text = f"{head}\n... [{size - OUTPUT_HEAD - OUTPUT_TAIL} bytes not shown] ...\n{tail}"
     return {"text": text, "bytes": size}
 
+
+
+def _enter_workdir(request: Load) -> None:
+    """The submission's working folder (cwd and a sys.path entry): inside a sandbox, its private
+    folder holding only the companion files sent with the load request; else the file's folder."""
+    if sandbox.workdir is not None:
+        for name, text in request.companions.items():
+            target = os.path.normpath(os.path.join(sandbox.workdir, str(name)))
+            if not target.startswith(sandbox.workdir + "/"):
+                continue  # a name that climbs out of the folder: not written
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "w", encoding="utf-8") as f:
+                    f.write(str(text))
+            except OSError:
+                pass
+        return
+    if request.directory:
+        sys.path.append(request.directory)
+        try:
+            os.chdir(request.directory)
+        except OSError:
+            pass
 
 
 class _ChunkTimeout(BaseException):
@@ -239,12 +286,7 @@ class Zygote:
             del sys.modules[module]
         self.guard = _ImportGuard(self.learner_files)
         sys.meta_path.insert(0, self.guard)
-        if request.directory:
-            sys.path.append(request.directory)
-            try:
-                os.chdir(request.directory)
-            except OSError:
-                pass
+        _enter_workdir(request)
         # A real module in sys.modules: dataclasses, typing.get_type_hints and pickle look the
         # submission up there by its __name__ (`from __future__ import annotations` + @dataclass).
         module = types.ModuleType(request.module_name)

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ..results import CaseResult, ExerciseResult, GradeResult
+from ..sandbox import summary as sandbox_summary
 from . import STATUS_WORDS, case_failure_lines, diagnosis_line, exercise_headline, fmt_points, load_problem_lines, not_run_lines, percent, plural
 from .json_report import finite
 
@@ -35,6 +36,7 @@ def gradescope_results(result: GradeResult) -> dict[str, Any]:
         "tests": tests,
         "extra_data": {
             "attnspec_status": result.status,
+            "sandbox": result.sandbox,
             "not_run": [{"exercise": n.exercise, "kind": n.kind, "cases": n.cases, "points": n.points} for n in result.not_run],
         },
     }
@@ -135,4 +137,6 @@ def _summary(result: GradeResult, score: float) -> str:
         lines += ["", "Problems while loading the submission:", *problems]
     if result.not_run:
         lines += ["", *not_run_lines(result)]
+    if result.sandbox:
+        lines += ["", f"Sandbox: {sandbox_summary(result.sandbox)}."]
     return "\n".join(lines)

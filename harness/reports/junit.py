@@ -7,6 +7,7 @@ No timestamps or hostnames: only `time` attributes change between runs.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,12 @@ def render_junit(result: GradeResult) -> str:
     if problems:  # errors while running the file's top-level code cost no points, but CI logs show them
         load = ET.SubElement(root, "testsuite", name="submission.load")
         ET.SubElement(load, "system-err").text = clean("\n".join(problems))
+    for suite in root.findall("testsuite") if result.sandbox else []:  # the isolation learner code ran under
+        props = suite.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            suite.insert(0, props)
+        ET.SubElement(props, "property", name="attnspec.sandbox", value=json.dumps(result.sandbox, sort_keys=True))
     _set_counts(root, root.findall("testsuite"))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

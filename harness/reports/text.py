@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import CaseResult, ExerciseResult, GradeResult
+from ..sandbox import summary as sandbox_summary
 from . import (
     STATUS_WORDS,
     case_failure_lines,
@@ -94,6 +95,8 @@ class _TextReport:
         spec = result.spec.get("name") or result.spec.get("path")
         if spec:
             parts.append(f" | spec: {spec}")
+        if result.sandbox:
+            parts.append(f" | sandbox: {sandbox_summary(result.sandbox)}")
         self.line(*parts)
 
     def grading_error(self, result: GradeResult) -> None:
