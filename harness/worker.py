@@ -27,6 +27,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -414,6 +415,7 @@ class Zygote:
             try:
                 parent_sock.close()
                 os.close(self.fd)
+                _close_other_sockets(keep=child_sock.fileno())
                 self._child_main(child_sock, out, trace)
             finally:
                 os._exit(70)
@@ -572,6 +574,21 @@ class Zygote:
             if f is not None:
                 f.close()
         self._prepare_spare()
+
+
+def _close_other_sockets(keep: int) -> None:
+    """A case child keeps one socket, its own: the zygote's sockets to other case children (the
+    running one, the spare) would let one case write into another's channel and change its
+    verdict from run to run."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd == keep:
+            continue
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+        except OSError:
+            pass
 
 
 def _source_lines(files: list[Any]) -> dict[str, list[str]]:
