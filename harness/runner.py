@@ -329,7 +329,8 @@ class WorkerPool:
     def pid_namespaces(self) -> bool:
         return "pid" in self.sandbox_info()["features"]
 
-    def spawn(self) -> tuple[socket.socket, int]:
+    def spawn(self) -> tuple[socket.socket, int, int | None]:
+        """A new zygote: (its socket, its pid, the pid of its sandbox's init or None)."""
         info = self.sandbox_info()
         if info["requested"] == "strict" and info["missing"]:
             raise WorkerError(f"sandbox strict: refusing to run learner code without {', '.join(info['missing'])} isolation ({info.get('reason', '')})")
@@ -346,9 +347,10 @@ class WorkerPool:
             finally:
                 theirs.close()
             reply = self._reply("spawned", timeout=300.0)
-        if "pid" not in reply:
+        if not isinstance(reply.get("pid"), int):
             raise WorkerError(f"the worker could not start a submission process: {reply.get('error')}")
-        return mine, int(reply["pid"])
+        init = reply.get("init")
+        return mine, int(reply["pid"]), init if isinstance(init, int) else None
 
     def close(self) -> None:
         try:
@@ -454,6 +456,14 @@ class Watchdog:
         if self._timer is not None:
             self._timer.cancel()
 
+    def kill_all(self) -> None:
+        """The submission is over: end every sandbox it used (an earlier one, replaced after a lost
+        case, may still hold a daemon)."""
+        with self._lock:
+            pids, self._pids = list(self._pids), set()
+        for pid in pids:
+            _killpg(pid)
+
     @property
     def message(self) -> str:
         return f"the submission's total time limit ({self.seconds - WATCHDOG_MARGIN_S:g} s) was reached: its processes were stopped"
@@ -482,6 +492,7 @@ class WorkerSession:
         }}
         self.sock: socket.socket | None = None
         self.pid: int | None = None
+        self.init: int | None = None  # the sandbox's PID 1: killing it ends every process in the sandbox
         self.load: LoadReport = LoadReport(ok=False)
         self.restarts = 0
 
@@ -490,8 +501,8 @@ class WorkerSession:
             self.load = LoadReport(ok=False, fatal=self.watchdog.message)
             return self.load
         self.watchdog.start()
-        self.sock, self.pid = self.pool.spawn()
-        self.watchdog.watch(self.pid)
+        self.sock, self.pid, self.init = self.pool.spawn()
+        self.watchdog.watch(self.init or self.pid)
         start = time.monotonic()
         try:
             send(self.sock.fileno(), self.load_request)
@@ -541,7 +552,7 @@ class WorkerSession:
         pid: int | None = reply["pid"]
         if self.pool.pid_namespaces:  # the zygote says its pid as seen inside its sandbox
             pid = sandbox.global_pid(self.pid, reply["pid"]) if self.pid is not None else None
-        other.sock, other.pid = mine, pid
+        other.sock, other.pid, other.init = mine, pid, self.init
         if pid is not None:
             self.watchdog.watch(pid)
         return other
@@ -551,6 +562,8 @@ class WorkerSession:
         return self.sock is not None
 
     def kill(self) -> None:
+        """Stop this zygote and its case children (its own process group); a clone in the same
+        sandbox runs on."""
         if self.pid is not None:
             _killpg(self.pid)
             self.watchdog.unwatch(self.pid)
@@ -560,6 +573,7 @@ class WorkerSession:
         self.pid = None
 
     def close(self) -> None:
+        """End the submission's sandbox: with it every process it started (daemons included)."""
         if self.sock is not None:
             try:
                 send(self.sock.fileno(), {"op": "shutdown"})
@@ -567,7 +581,9 @@ class WorkerSession:
                 pass
         self.kill()
         if self.owns_watchdog:
+            self.watchdog.kill_all()
             self.watchdog.cancel()
+        self.init = None
 
     def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "CaseSession":
         if self.sock is None:

@@ -36,6 +36,7 @@ TMPFS_SIZE = "64m"
 NPROC_LIMIT = 256
 UID_BASE = 1_900_000_000
 SETUP_TIMEOUT_S = 30.0
+ZYGOTE_LOCAL_PID = 2  # the first child of a fresh PID namespace's init
 DISABLE_ENV = "ATTNSPEC_SANDBOX_DISABLE"  # features to treat as unavailable (a machine where one misbehaves; tests)
 
 CLONE_NEWNS = 0x00020000
@@ -143,7 +144,7 @@ class Spawner:
 
     def __init__(self) -> None:
         self.count = 0
-        self.spare: tuple[dict[str, Any], socket.socket, int] | None = None  # (plan, control socket, pid): built ahead
+        self.spare: tuple[dict[str, Any], socket.socket, dict[str, Any]] | None = None  # (plan, control socket, spawn reply): built ahead
         try:
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned zygotes come back to us (SIGCHLD ignored: reaped)
         except AttributeError:
@@ -162,7 +163,7 @@ class Spawner:
             finally:
                 os._exit(0)
         os.close(w)
-        return _read_setup(r)
+        return _read_setup(r, "pid" in sandbox.get("features", ()))
 
     def prebuild(self, sandbox: dict[str, Any], serve: Callable[[int], None]) -> None:
         """Build the next submission's sandbox now, while the master is idle: its zygote waits for
@@ -181,7 +182,7 @@ class Spawner:
         reply = self.spawn(sandbox, wait_then_serve, [cfd])
         theirs.close()
         if "pid" in reply:
-            self.spare = (sandbox, control, reply["pid"])
+            self.spare = (sandbox, control, reply)
         else:
             control.close()
 
@@ -189,10 +190,10 @@ class Spawner:
         """Replace the sandbox built ahead (after the master imported more modules: a zygote forked
         before would have to import them itself)."""
         if self.spare is not None:
-            plan_, control, pid = self.spare
+            plan_, control, reply = self.spare
             self.spare = None
             control.close()
-            _kill(pid)
+            _kill(reply.get("init") or reply["pid"])
             self.prebuild(plan_, serve)
 
     def take(self, sandbox: dict[str, Any], zfd: int) -> dict[str, Any] | None:
@@ -200,16 +201,16 @@ class Spawner:
         spare, self.spare = self.spare, None
         if spare is None:
             return None
-        plan_, control, pid = spare
+        plan_, control, reply = spare
         try:
             if plan_ == sandbox:
                 socket.send_fds(control, [b"F"], [zfd])
-                return {"pid": pid}
+                return reply
         except OSError:
             pass
         finally:
             control.close()
-        _kill(pid)
+        _kill(reply.get("init") or reply["pid"])
         return None
 
     def probe(self, requested: str, root: str) -> dict[str, Any]:
@@ -234,8 +235,8 @@ class Spawner:
         if disabled:
             return f"{', '.join(disabled)} disabled by {DISABLE_ENV}"
         reply = self.spawn({"features": features, "root": root, "hide": []}, lambda: None, [])
-        if "pid" in reply:
-            return None  # its zygote served nothing and has exited
+        if "pid" in reply or reply.get("ready"):
+            return None  # set up, then its zygote served nothing and exited
         return str(reply.get("error"))
 
 
@@ -246,7 +247,7 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _read_setup(r: int) -> dict[str, Any]:
+def _read_setup(r: int, with_init: bool) -> dict[str, Any]:
     """The helper writes 'pid N', the zygote 'ok' or 'error ...' once it is ready; EOF ends it."""
     data = b""
     deadline = time.monotonic() + SETUP_TIMEOUT_S
@@ -270,7 +271,13 @@ def _read_setup(r: int) -> dict[str, Any]:
         if pid:
             _kill(pid)
         return {"error": error}
-    return {"pid": pid}
+    if not with_init:
+        return {"pid": pid, "init": None}
+    zygote = global_pid(pid, ZYGOTE_LOCAL_PID) if pid else None
+    if zygote is None:
+        _kill(pid)
+        return {"error": "the sandbox's zygote ended before it was ready", "ready": True}
+    return {"pid": zygote, "init": pid}
 
 
 def _helper(sandbox: dict[str, Any], ident: int, w: int, serve: Callable[[], None], keep_fds: list[int]) -> None:
@@ -293,6 +300,8 @@ def _helper(sandbox: dict[str, Any], ident: int, w: int, serve: Callable[[], Non
     if pid:
         os.write(w, f"pid {pid}\n".encode())
         return
+    if "pid" in features and os.fork():
+        _init()  # PID 1: the zygote (PID 2) and its clones are its children
     try:
         os.setpgid(0, 0)
         uid = ident if os.geteuid() == 0 else outer_uid
@@ -307,6 +316,28 @@ def _helper(sandbox: dict[str, Any], ident: int, w: int, serve: Callable[[], Non
         serve()
     finally:
         os._exit(0)
+
+
+def _init() -> None:
+    """PID 1 of a sandbox: trusted code that runs nothing of the learner's and only reaps. The
+    zygotes are its children, so a zygote the grader kills (a lost case) takes only its own
+    process group, and the clone keeps running; killing this process ends the whole namespace.
+    It holds no copy of the zygote's sockets, so the grader sees EOF the moment a zygote dies."""
+    os.setpgid(0, 0)
+    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:  # every inherited socket and pipe
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
 
 
 def _blame(features: set[str]) -> str:

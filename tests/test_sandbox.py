@@ -295,7 +295,7 @@ def test_ptrace_and_proc_mem_reach_nothing_of_the_grader(tmp_path):
     assert proc.returncode == 0, proc.stderr
     output = report(tmp_path / "r.json")["load"]["output"]
     visible = json.loads(output.split("visible:")[1].split("reached:")[0].strip())
-    assert visible == [1]  # only itself: the PID namespace hides every other process
+    assert visible == [1, 2]  # its sandbox's init and itself: the PID namespace hides every other process
     assert "reached: []" in output
 
 
