@@ -11,11 +11,15 @@ import importlib.util
 import queue
 import re
 import shlex
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
+
+import numpy as np
 
 from . import __version__
 from .diagnosis import diagnose
@@ -25,7 +29,7 @@ from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
 from .loader import build_fixed_inputs
 from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
 from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
-from .runner import CaseSession, Limits, LoadReport, WorkerPool, WorkerSession
+from .runner import CaseSession, InProcessRunner, Limits, LoadReport, WorkerPool, WorkerSession
 from .scoring import score_case, score_exercise
 from .specmodel import Case, InputSpec, Spec
 from .static import StaticReport, analyze
@@ -378,13 +382,16 @@ def _run_case(
     outputs: list[str] = []
     # One child process per case, shared by its backends and dtypes; a fresh one after a crash.
     cs: CaseSession | None = None
+    skipped = 0
     for backend in [b for b in backends if b in case.backends]:
         for dtype in case.dtypes:
-            if time.monotonic() > deadline:
-                inst = InstanceResult(backend, dtype, "error", f"not run: the submission's total time limit ({options.limits.submission_timeout:g} s) was reached")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                inst = InstanceResult(backend, dtype, "error", f"{BUDGET_SPENT} (the submission's {options.limits.submission_timeout:g} s budget was used up by earlier cases)")
+                skipped += 1
             else:
                 if cs is None:
-                    cs = session.case(case.id, case.timeout, forbidden=forbidden).__enter__()
+                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden).__enter__()
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run)
                 if aborted:
                     outputs.append(_close_case(cs))
@@ -397,7 +404,53 @@ def _run_case(
     result.output = "\n".join(o for o in outputs if o)[:8000]
     result.duration = round(time.monotonic() - start, 4)
     score_case(result)
+    if skipped and skipped == len(result.instances):
+        result.outcome = "not_run"
     return result
+
+
+BUDGET_SPENT = "not run: time budget spent"
+_REFERENCE_TIMES: dict[tuple[str, str], float | None] = {}
+_REFERENCE_LOCK = threading.Lock()
+
+
+def case_limit(case: Case, limits: Limits, remaining: float) -> float:
+    """The case's time limit: relative to the reference's own time on the same inputs, with a
+    floor (slow but honest code passes), never above the spec's timeout nor the submission's
+    remaining budget (so a hang costs the budget, not a timeout per case)."""
+    limit = case.timeout
+    if limits.case_factor > 0:
+        ref = reference_time(case)
+        if ref is not None:
+            limit = min(limit, max(limits.case_floor, limits.case_factor * ref))
+    return round(max(0.1, min(limit, remaining)), 1)
+
+
+def reference_time(case: Case) -> float | None:
+    """Seconds the NumPy reference takes to pass this case (all its dtypes), in process; measured
+    once per process and case. None when the case does not run on NumPy (torch-only cases keep the
+    spec's timeout) or the reference cannot run it."""
+    key = (case.id, repr(case))
+    with _REFERENCE_LOCK:
+        if key in _REFERENCE_TIMES:
+            return _REFERENCE_TIMES[key]
+    seconds: float | None = None
+    if "numpy" in case.backends:
+        from .reference import numpy_ref as ref
+
+        runner = InProcessRunner({name: getattr(ref, name) for name in ("manual_attention", "multi_head_attention", "transformer_block", "causal_mask")})
+        start = time.perf_counter()
+        ok = True
+        for dtype in case.dtypes:
+            ctx = CaseContext(case, "numpy", dtype, case.tolerances[dtype], runner, Limits())
+            ctx.recording = False
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                ok = ok and check_instance(ctx, case, shrink=False).outcome == "passed"
+        seconds = (time.perf_counter() - start) if ok else None
+    with _REFERENCE_LOCK:
+        _REFERENCE_TIMES[key] = seconds
+    return seconds
 
 
 def _close_case(cs: CaseSession) -> str:
@@ -496,7 +549,9 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         return cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype)
 
     def fails(drawn: tuple[dict[str, int], int]) -> bool:
-        if state["aborted"] is not None or state["evaluations"] >= budget:
+        if state["aborted"] is not None:
+            return True  # the case's process is gone: the same verdict every time (never 'flaky')
+        if state["evaluations"] >= budget:
             return False
         state["evaluations"] += 1
         try:
@@ -520,7 +575,11 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
     try:
         minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=quiet, random=Random(spec.seed))
     except NoSuchExample:
-        return InstanceResult(ctx.backend, ctx.dtype, "passed")
+        if state["aborted"] is None:
+            return InstanceResult(ctx.backend, ctx.dtype, "passed")
+    except Exception:  # noqa: BLE001 - Hypothesis' verdicts on a dead case (Flaky, FlakyFailure): the timeout or crash is the verdict
+        if state["aborted"] is None:
+            raise
     if state["aborted"] is not None:
         exc, drawn = state["aborted"]
         return InstanceResult(ctx.backend, ctx.dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}", example=make(drawn).label())
