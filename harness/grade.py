@@ -77,8 +77,10 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None) -> GradeResult:
-    """Grade the submission at `path`; never raises for problems in the submission itself."""
+def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None, *, display: str | None = None, companions: list[str] | None = None) -> GradeResult:
+    """Grade the submission at `path` (named `display` in the report); never raises for problems in
+    the submission itself. `companions`: the other files of a multi-file submission."""
+    display = display or path
     start = time.monotonic()
     graded = tuple(e for e in EXERCISES if e in spec.rules or any(c.exercise == e for c in spec.cases))
     if options.case_ids:  # --case: only the exercises those cases belong to
@@ -86,14 +88,14 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
         graded = tuple(e for e in graded if any(c.id in chosen and c.exercise == e for c in spec.cases) or (e in spec.rules and spec.rules[e].case_id in chosen))
     scope = options.exercises or graded
     result = GradeResult(
-        submission={"path": path, "kind": None, "sha256": None},
+        submission={"path": display, "kind": None, "sha256": None},
         spec={"digest": spec.digest, "files": [f.path for f in spec.files], "cases": len(spec.cases)},
         status="graded",
         options={"exercises": list(scope), "backend": options.backend, "visible_only": options.visible_only, "show_hidden": options.show_hidden, "cases": list(options.case_ids)},
         tool={"name": "attnspec", "version": __version__},
     )
     try:
-        submission = load_submission(path)
+        submission = load_submission(path, display=display, companions=companions)
     except SubmissionError as exc:
         result.exercises = [ExerciseResult(e, "load_error", str(exc), max_score=_max_points(spec, e, options)) for e in scope]
         _finish(result, spec, options, scope, start)

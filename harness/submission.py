@@ -53,6 +53,7 @@ class Submission:
     sha256: str
     syntax_problems: list[SyntaxProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    companions: list[str] = field(default_factory=list)  # other files of a multi-file submission (helpers), as paths
 
     @property
     def filenames(self) -> set[str]:
@@ -76,10 +77,15 @@ class Submission:
         return f"line {line}"
 
 
-def load_submission(path: str | Path) -> Submission:
-    """Read and split a submission; raises SubmissionError if the file cannot be read as code at all."""
-    p = Path(path)
-    display = str(path)
+def load_submission(path: str | Path, *, display: str | None = None, companions: list[str] | None = None) -> Submission:
+    """Read and split a submission; raises SubmissionError if the file cannot be read as code at all.
+    `display` names it in reports (e.g. 'class.zip!alice/sol.py'); `companions` are its helper files."""
+    sub = _load_submission(Path(path), display or str(path))
+    sub.companions = list(companions or [])
+    return sub
+
+
+def _load_submission(p: Path, display: str) -> Submission:
     if not p.exists():
         raise SubmissionError(f"{display}: no such file")
     if p.is_dir():
