@@ -83,9 +83,9 @@ def discover(paths: list[str], scratch: Scratch, *, student_pattern: str | None 
         else:
             entries.append(ClassEntry(student=p.stem, key=p.stem, path=p, display=given, layout="file", error=_refuse(p, p.parent)))
     singles = [e for e in entries if e.layout == "file"]
-    for e in singles:  # files named one by one: the stem, or the path as given when stems clash
-        if sum(o.key == e.key for o in singles) > 1:
-            e.key = str(Path(e.display).with_suffix("").as_posix()).lstrip("./") or e.key
+    clashing = [e for e in singles if sum(o.key == e.key for o in singles) > 1]
+    for e in clashing:  # files named one by one: the stem, or the path as given when stems clash
+        e.key = Path(e.display).with_suffix("").as_posix().removeprefix("./") or e.key
     if student_pattern:
         _apply_pattern(entries, student_pattern)
     return entries
