@@ -71,7 +71,7 @@ def discover(paths: list[str], scratch: Scratch, *, student_pattern: str | None 
     for given in paths:
         p = Path(given)
         if not os.path.lexists(p):
-            raise UsageError(f"no such submission file or folder: {given}")
+            raise UsageError(f"no such submission file: {given}")
         if p.is_dir() and not p.is_symlink():
             entries.extend(_scan_root(p, given, names, scratch))
         elif p.suffix == ".zip" and p.is_file():
