@@ -128,7 +128,7 @@ def _needs_torch(paths: list[Path], backend: str) -> bool:
         return True
     if backend == "numpy":
         return False
-    pattern = re.compile(rb"^\s*(import|from)\s+torch\b|\\n\s*\"?\s*(import|from)\s+torch\b", re.M)
+    pattern = re.compile(rb'(?:^|\\n)[\s"]*(?:import|from)\s+torch\b', re.M)  # a .py line, or a line inside a notebook's JSON
     for p in paths:
         try:
             if pattern.search(p.read_bytes()[: 4 << 20]):

@@ -46,6 +46,12 @@ class ClassEntry:
     error: str | None = None  # a problem with this student's files: graded as an error report
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def for_file(cls, path: str | Path, *, display: str | None = None, student: str | None = None, companions: list[Path] | None = None) -> "ClassEntry":
+        """One file to grade (what an integration with its own file selection passes)."""
+        p = Path(path)
+        return cls(student=student or p.stem, key=student or p.stem, path=p, display=display or str(path), companions=list(companions or []), layout="file", error=_refuse(p, p.parent))
+
 
 class Scratch:
     """Temporary folders for extracted zip files; removed by `cleanup` (or at exit)."""

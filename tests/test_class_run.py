@@ -34,6 +34,28 @@ def notebook(code: str) -> str:
     return nbformat.writes(new_notebook(cells=[new_code_cell("import numpy as np\nimport math"), new_code_cell(code)]))
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (through /proc's children lists)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                kids = [int(k) for k in Path(f"/proc/{parent}/task/{task}/children").read_text().split()]
+                found += kids
+                todo += kids
+        except OSError:
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def reports_by_name(folder: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in folder.glob("*.json")}
 
@@ -133,9 +155,13 @@ def test_sigterm_keeps_finished_reports_and_the_gradebook(tmp_path):
         time.sleep(0.2)
     assert report.exists(), "the first report was not written as it came"
     time.sleep(1.0)  # b_hang is running now
+    started = descendants(proc.pid)
+    assert started, "grader and worker processes should be running"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
+    time.sleep(0.5)
+    assert not [p for p in started if alive(p)], "processes of the run outlived it"
     assert "interrupted (SIGTERM)" in err
     assert json.loads(report.read_text())["status"] == "graded"
     rows = {r["student"]: r for r in json.loads((tmp_path / "gb.json").read_text())["rows"]}
