@@ -7,6 +7,7 @@ cases, runs diagnosis on the failures and checks the implementation rules. It pr
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import queue
 import re
@@ -15,6 +16,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
@@ -524,8 +526,7 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
     try:
         if case.inputs is not None and case.inputs.is_drawn:
             return _check_drawn(ctx, case, prop, shrink)
-        inputs = build_fixed_inputs(case)
-        inputs = cast_inputs(inputs, dtype) if inputs is not None else None
+        inputs = _memo_inputs(("fixed", case.id, repr(case.inputs), dtype), lambda: _fixed_inputs(case, dtype))
         prop.check(ctx, inputs)
         return InstanceResult(backend, dtype, "passed")
     except Failed as exc:
@@ -534,6 +535,32 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
         return InstanceResult(backend, dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}")
     except Exception as exc:  # noqa: BLE001 - fail closed: a bug in attnspec fails this case, with the reason, and nothing else
         return InstanceResult(backend, dtype, "error", f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it")
+
+
+_INPUTS: OrderedDict[tuple[Any, ...], Inputs | None] = OrderedDict()
+_INPUTS_LOCK = threading.Lock()
+_INPUTS_MAX = 4096
+
+
+def _fixed_inputs(case: Case, dtype: str) -> Inputs | None:
+    inputs = build_fixed_inputs(case)
+    return cast_inputs(inputs, dtype) if inputs is not None else None
+
+
+def _memo_inputs(key: tuple[Any, ...], build: Any) -> Inputs | None:
+    """Inputs are a pure function of (case, shapes, seed, dtype): a class run builds each once per
+    grader process and hands every submission its own copy (a property may change its copy)."""
+    with _INPUTS_LOCK:
+        hit = _INPUTS.get(key)
+        if hit is not None:
+            _INPUTS.move_to_end(key)
+    if hit is None:
+        hit = build()
+        with _INPUTS_LOCK:
+            _INPUTS[key] = hit
+            while len(_INPUTS) > _INPUTS_MAX:
+                _INPUTS.popitem(last=False)
+    return copy.deepcopy(hit)
 
 
 def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:
@@ -548,7 +575,8 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
 
     def make(drawn: tuple[dict[str, int], int]) -> Inputs:
         dims, seed = drawn
-        return cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype)
+        key = ("drawn", case.exercise, repr(spec), tuple(sorted(dims.items())), seed, ctx.dtype)
+        return _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype))
 
     def fails(drawn: tuple[dict[str, int], int]) -> bool:
         if state["aborted"] is not None:
