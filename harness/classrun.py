@@ -188,6 +188,8 @@ def run_class(
     futures: dict[Future[str], int] = {}
     try:
         futures = {executor.submit(_grade_task, entries[i]): i for i in todo}
+        if progress:
+            progress.start()  # after the grader processes are forked: no display thread in them
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -249,6 +251,7 @@ def _stop_graders(executor: ProcessPoolExecutor) -> None:
 
 
 class ProgressLike:
+    def start(self) -> None: ...
     def advance(self, entry: ClassEntry, result: GradeResult, *, cached: bool) -> None: ...
     def tick(self) -> None: ...
     def close(self) -> None: ...
@@ -262,8 +265,8 @@ class PlainProgress(ProgressLike):
         self.total, self.stream, self.interval = total, stream or sys.stderr, interval
         self.done = 0
         self.cached = 0
-        self.start = time.monotonic()
-        self.last = self.start
+        self.t0 = time.monotonic()
+        self.last = self.t0
         self.latest = ""
 
     def advance(self, entry: ClassEntry, result: GradeResult, *, cached: bool) -> None:
@@ -279,7 +282,7 @@ class PlainProgress(ProgressLike):
 
     def _line(self) -> None:
         self.last = time.monotonic()
-        elapsed = self.last - self.start
+        elapsed = self.last - self.t0
         fresh = self.done - self.cached
         rate = fresh / elapsed if elapsed > 0 and fresh else 0.0
         eta = f"ETA {(self.total - self.done) / rate:.0f} s" if rate > 0 and self.done < self.total else "ETA -" if self.done < self.total else "done"
@@ -308,13 +311,15 @@ class RichProgress(ProgressLike):
             transient=False,
         )
         self.task = self.progress.add_task("grading", total=total, rate="", latest="")
-        self.start = time.monotonic()
+        self.started = time.monotonic()
         self.fresh = 0
+
+    def start(self) -> None:
         self.progress.start()
 
     def advance(self, entry: ClassEntry, result: GradeResult, *, cached: bool) -> None:
         self.fresh += not cached
-        elapsed = time.monotonic() - self.start
+        elapsed = time.monotonic() - self.started
         rate = f"{self.fresh / elapsed:.2f}/s" if elapsed > 0 else ""
         self.progress.update(self.task, advance=1, rate=rate, latest=terminal_safe(entry.student)[:40])
 

@@ -141,14 +141,15 @@ def test_regrade_uses_the_cache_and_one_resubmission_is_regraded(tmp_path):
     assert "from the cache" not in forced.stdout
 
 
-def test_sigterm_keeps_finished_reports_and_the_gradebook(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_keeps_finished_reports_and_the_gradebook(tmp_path, signum):
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "a_quick.py").write_text(CORRECT)
     (subs / "b_hang.py").write_text(HANG)
     (subs / "c_hang.py").write_text(HANG)
     cmd = [sys.executable, "-m", "attnspec", "grade", "subs", "--gradebook", "gb.json", "--format", "json", "-j", "1", "--exercise", "manual_attention", "--progress", "never"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     report = tmp_path / "gb-reports" / "a_quick.json"
     deadline = time.monotonic() + 300
     while not report.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -157,12 +158,12 @@ def test_sigterm_keeps_finished_reports_and_the_gradebook(tmp_path):
     time.sleep(1.0)  # b_hang is running now
     started = descendants(proc.pid)
     assert started, "grader and worker processes should be running"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + signum, err  # 130 for Ctrl-C, 143 for SIGTERM
     time.sleep(0.5)
     assert not [p for p in started if alive(p)], "processes of the run outlived it"
-    assert "interrupted (SIGTERM)" in err
+    assert f"interrupted ({signal.Signals(signum).name})" in err
     assert json.loads(report.read_text())["status"] == "graded"
     rows = {r["student"]: r for r in json.loads((tmp_path / "gb.json").read_text())["rows"]}
     assert rows["a_quick"]["status"] == "passed"
