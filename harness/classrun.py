@@ -179,6 +179,8 @@ def run_class(
 
     for s in previous:
         signal.signal(s, stop)
+    if spec is not None:
+        warm_up(spec, options)
     executor = ProcessPoolExecutor(
         max_workers=max(1, min(jobs, len(todo))),
         mp_context=multiprocessing.get_context("fork"),
@@ -222,6 +224,24 @@ def run_class(
                 run.results[i] = result
                 on_result(i, result, False)
     return run
+
+
+def warm_up(spec: Any, options: Any) -> None:
+    """Work every grader process would repeat, done once before they are forked: Hypothesis'
+    import, the reference's time per case (case limits) and the inputs it builds (memoized)."""
+    from .exercises import EXERCISES
+    from .grade import _cases_for, reference_time
+
+    scope = options.exercises or tuple(EXERCISES)
+    try:
+        import hypothesis  # noqa: F401
+
+        for exercise in scope:
+            for case in _cases_for(spec, exercise, options):
+                if options.limits.case_factor > 0:
+                    reference_time(case)
+    except Exception:  # noqa: BLE001 - a warm-up problem only costs speed; grading reports any real one
+        pass
 
 
 def _collect(fut: "Future[str]", entry: ClassEntry) -> GradeResult:

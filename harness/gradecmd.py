@@ -149,6 +149,8 @@ def _grade_class(entries: list[ClassEntry], args: argparse.Namespace, start: flo
     names = _report_names(entries)
     spec, spec_error = load_spec_for(args)
     options = build_options(args, spec)
+    # jobs x zygotes per submission ~ cores: with -j 2 on 2 cores each submission's cases run one at a time
+    options = replace(options, workers=max(1, min(options.workers, (os.cpu_count() or 2) // max(1, args.jobs))))
     out_dir = Path(args.output_dir) if args.output_dir else None
     scope = tuple(dict.fromkeys(args.exercise)) or _graded_exercises(spec)
     maxima = fixed_max(spec, options, args.max_points, scope) if spec is not None else {}
