@@ -47,7 +47,10 @@ def _digest_file(p: Path) -> bytes:
 
 
 def _fingerprint(options: Any) -> Any:
-    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else options
+    """Every option that can change a result; `workers` (how many cases run at once) cannot."""
+    data = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+    data.pop("workers", None)
+    return data
 
 
 def cacheable(result: dict[str, Any]) -> bool:
