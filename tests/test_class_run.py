@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -168,7 +169,9 @@ def test_a_signal_keeps_finished_reports_and_the_gradebook(tmp_path, signum):
     rows = {r["student"]: r for r in json.loads((tmp_path / "gb.json").read_text())["rows"]}
     assert rows["a_quick"]["status"] == "passed"
     assert rows["b_hang"]["status"] == "interrupted" and rows["c_hang"]["status"] == "interrupted"
-    assert json.loads((tmp_path / "gb-reports" / "b_hang.json").read_text())["status"] == "interrupted"
+    interrupted = json.loads((tmp_path / "gb-reports" / "b_hang.json").read_text())
+    assert interrupted["status"] == "interrupted"
+    jsonschema.validate(interrupted, json.loads((ROOT / "harness" / "schemas" / "report.schema.json").read_text()))
 
 
 def test_timeouts_on_drawn_cases_are_timeouts_not_internal_errors(tmp_path):
