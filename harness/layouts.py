@@ -130,8 +130,8 @@ def _scan_root(root: Path, given: str, exercises: tuple[str, ...], scratch: Scra
 
 def _classroom_prefix(folders: list[Path]) -> str:
     """GitHub Classroom names repositories '<assignment>-<username>': the common prefix up to a '-'."""
-    if len(folders) < 2 and not (folders and (folders[0] / ".git").exists()):
-        return ""
+    if not folders or (len(folders) < 3 and not any((f / ".git").exists() for f in folders)):
+        return ""  # two folders sharing a prefix (alice-smith, alice-jones) are not enough evidence
     common = os.path.commonprefix([f.name for f in folders])
     cut = common.rfind("-")
     if cut <= 0 or any(len(f.name) <= cut + 1 for f in folders):
