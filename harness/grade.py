@@ -17,7 +17,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 from typing import Any
 
@@ -109,7 +109,9 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     pool = pool or WorkerPool()
     if "torch" in candidates:
         pool.preload(["torch"])
-    session = WorkerSession(pool, submission.load_request(), options.limits)
+    budget = options.limits.submission_timeout  # loading counts against the submission's budget too
+    load_limits = replace(options.limits, load_timeout=min(options.limits.load_timeout, budget), chunk_timeout=min(options.limits.chunk_timeout, budget))
+    session = WorkerSession(pool, submission.load_request(), load_limits)
     sessions = [session]
     try:
         load = session.start()
@@ -526,7 +528,7 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
     try:
         if case.inputs is not None and case.inputs.is_drawn:
             return _check_drawn(ctx, case, prop, shrink)
-        inputs = _memo_inputs(("fixed", case.id, repr(case.inputs), dtype), lambda: _fixed_inputs(case, dtype))
+        inputs = _memo_inputs(("fixed", case.id, case.exercise, case.property, repr(case.inputs), dtype), lambda: _fixed_inputs(case, dtype))
         prop.check(ctx, inputs)
         return InstanceResult(backend, dtype, "passed")
     except Failed as exc:
