@@ -84,21 +84,36 @@ def _shown(entry: ClassEntry, companion: Path) -> str:
 _STATE: dict[str, Any] = {}
 
 
-def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool) -> None:
+def start_pools(count: int, preload_torch: bool) -> list[Any]:
+    """One worker pool per grader process, started first thing, so their interpreter start and
+    torch import overlap with our own imports and the spec's loading (each grader process takes
+    one when it is forked)."""
+    from .runner import WorkerPool
+
+    pools = [WorkerPool() for _ in range(max(1, count))]
+    if preload_torch:
+        from .grade import torch_available
+
+        if torch_available():
+            for pool in pools:
+                pool.preload(["torch"])
+    return pools
+
+
+def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool, pools: list[Any] | None = None, counter: Any = None) -> None:
     """Start of one grader process: its own worker pool; SIGTERM ends it and everything it started."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
     signal.signal(signal.SIGTERM, _end_grader)
     signal.signal(signal.SIGHUP, _end_grader)
     from multiprocessing.util import Finalize
 
-    from .runner import WorkerPool
-
-    pool = WorkerPool()
-    if preload_torch:
-        from .grade import torch_available
-
-        if torch_available():
-            pool.preload(["torch"])
+    if pools and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        pool = pools[index % len(pools)]
+    else:
+        pool = start_pools(1, preload_torch)[0]
     Finalize(pool, pool.close, exitpriority=10)
     _STATE.update(spec=spec, options=options, spec_error=spec_error, pool=pool)
 
@@ -155,6 +170,7 @@ def run_class(
     jobs: int = 1,
     spec_error: str | None = None,
     preload_torch: bool = False,
+    pools: list[Any] | None = None,
     cached: dict[int, GradeResult] | None = None,
     on_result: Callable[[int, GradeResult, bool], None] = lambda i, r, c: None,
     progress: "ProgressLike | None" = None,
@@ -185,7 +201,7 @@ def run_class(
         max_workers=max(1, min(jobs, len(todo))),
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_grader,
-        initargs=(spec, options, spec_error, preload_torch),
+        initargs=(spec, options, spec_error, preload_torch, pools, multiprocessing.get_context("fork").Value("i", 0)),
     )
     futures: dict[Future[str], int] = {}
     try:
@@ -211,6 +227,7 @@ def run_class(
     finally:
         if run.interrupted is not None:
             _stop_graders(executor)
+            kill_descendants(os.getpid())  # the workers started here for the graders, and all below them
         executor.shutdown(wait=run.interrupted is None, cancel_futures=True)
         for s, handler in previous.items():
             signal.signal(s, handler)

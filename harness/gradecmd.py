@@ -142,11 +142,23 @@ def _needs_torch(paths: list[Path], backend: str) -> bool:
 
 
 def _grade_class(entries: list[ClassEntry], args: argparse.Namespace, start: float) -> int:
+    from .classrun import start_pools
+
+    names = _report_names(entries)
+    preload = _needs_torch([e.path for e in entries if e.path is not None], args.backend)
+    pools = start_pools(min(max(1, args.jobs), len(entries)), preload)  # first: overlaps the rest
+    try:
+        return _grade_class_with(entries, names, pools, preload, args, start)
+    finally:
+        for pool in pools:  # the graders shut their copies down at exit; here the workers are reaped
+            pool.close()
+
+
+def _grade_class_with(entries: list[ClassEntry], names: list[str], pools: list[Any], preload: bool, args: argparse.Namespace, start: float) -> int:
     from .cache import ResultCache, cache_key
     from .classrun import make_progress, run_class
     from .gradebook import class_summary, fixed_max, gradebook_row, policy_text, summary_lines, write_gradebook
 
-    names = _report_names(entries)
     spec, spec_error = load_spec_for(args)
     options = build_options(args, spec)
     # jobs x zygotes per submission ~ cores: with -j 2 on 2 cores each submission's cases run one at a time
@@ -197,7 +209,7 @@ def _grade_class(entries: list[ClassEntry], args: argparse.Namespace, start: flo
     try:
         run = run_class(
             entries, spec, options, jobs=args.jobs, spec_error=spec_error,
-            preload_torch=_needs_torch([e.path for e in entries if e.path is not None], args.backend),
+            preload_torch=preload, pools=pools,
             cached=cached, on_result=on_result, progress=progress,
         )
     finally:
