@@ -13,7 +13,6 @@ import os
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,8 +20,7 @@ from . import __version__
 from .errors import AttnspecError, SpecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
-DEFAULT_MEMORY_MB = 2048
-REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope": ".json", "github": ".log", "html": ".html"}
+from .gradecmd import DEFAULT_MEMORY_MB, REPORT_SUFFIX  # noqa: F401 - re-exported
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,9 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--case", action="append", default=[], metavar="ID", help="run only this case (repeatable); the repro command in reports uses it")
     g.add_argument("--min-score", type=_percent, metavar="PERCENT", help="exit 0 if the total score is at least PERCENT of the maximum, else 1")
     g.add_argument("--case-timeout", type=float, metavar="S", help="cap every case's time limit at S seconds")
-    g.add_argument("--submission-timeout", type=float, default=600.0, metavar="S", help="total time limit per submission (default 600)")
+    g.add_argument("--submission-timeout", type=float, default=60.0, metavar="S", help="time budget per submission (default 60): cases left when it is spent are marked 'not run: time budget spent'")
+    g.add_argument("--case-floor", type=float, default=5.0, metavar="S", help="a case's time limit is max(S, --case-factor x the reference's time on the same inputs), at most the spec's timeout (default 5)")
+    g.add_argument("--case-factor", type=float, default=100.0, metavar="X", help="see --case-floor (default 100; 0: the spec's timeouts only)")
     g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MB", help=f"memory limit for learner code, per case (default {DEFAULT_MEMORY_MB})")
-    g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
+    g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time, in N grader processes")
+    g.add_argument("--gradebook", metavar="FILE", help="write a gradebook (FILE.csv or FILE.json): one row per student; reports go to --output-dir (default FILE-reports/)")
+    g.add_argument("--max-points", choices=("common", "union"), default="common", help="gradebook max: cases every allowed backend runs, torch-only ones extra credit (common, default), or every case (union)")
+    g.add_argument("--student-pattern", metavar="REGEX", help="take the student id from each submission's path with this regex's (?P<student>...) group")
+    g.add_argument("--cache", metavar="DIR", help="cache of graded results for incremental regrades (default: .attnspec-cache/ beside --output-dir)")
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    g.add_argument("--force", action="store_true", help="regrade every submission, even those whose result is cached")
+    g.add_argument("--progress", choices=("auto", "always", "never"), default="auto", help="class runs: a live bar on a terminal, plain lines otherwise (auto)")
     g.add_argument("--cluster", metavar="ADDRESS", help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); see docs/cluster.md")
     g.add_argument("--no-timings", action="store_true", help="leave wall-clock times out of JSON reports, so the same submission gives the same bytes")
     g.add_argument("--sandbox", choices=("auto", "strict", "none"), default="auto", help="isolate each submission in kernel namespaces: auto uses what the machine allows (warns otherwise), strict refuses to grade without full isolation (exit 2), none: plain worker processes (see docs/isolation.md)")
@@ -123,209 +130,10 @@ def _percent(text: str) -> float:
 # ---------------------------------------------------------------- grade
 
 
-def _expand(paths: list[str]) -> list[str]:
-    out: list[str] = []
-    for given in paths:
-        p = Path(given)
-        if p.is_dir():
-            found = sorted(str(q) for q in p.iterdir() if q.suffix in (".py", ".ipynb") and not q.is_dir())  # special files get a report saying why they are refused
-            if not found:
-                raise UsageError(f"{given}: folder contains no .py or .ipynb files")
-            out.extend(found)
-        else:
-            out.append(given)
-    return out
-
-
-def _needs_torch(paths: list[str], backend: str) -> bool:
-    if backend in ("torch", "both"):
-        return True
-    if backend == "numpy":
-        return False
-    from .static import analyze
-    from .submission import load_submission
-
-    for path in paths:
-        try:
-            if "torch" in analyze(load_submission(path)).backend_hints:
-                return True
-        except AttnspecError:
-            continue
-    return False
-
-
 def cmd_grade(args: argparse.Namespace) -> int:
-    start = time.monotonic()
-    paths = _expand(args.submissions)
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        raise UsageError(f"no such submission file: {', '.join(missing)}")
-    if len(paths) > 1 and args.output:
-        raise UsageError("--output takes one submission; use --output-dir for several")
-    if len(paths) > 1 and args.format != "text" and not args.output_dir:
-        raise UsageError(f"several submissions with --format {args.format} need --output-dir (one report per submission)")
-    if args.format == "html":
-        from .reports.html import require_html_extra
+    from .gradecmd import run_grade
 
-        require_html_extra()
-    from .runner import Limits, WorkerPool
-
-    hide = [*args.spec, *(os.path.dirname(os.path.abspath(p)) for p in paths), *(x for x in (args.output_dir, args.output and os.path.dirname(os.path.abspath(args.output))) if x)]
-    pool = WorkerPool(args.sandbox, hide)  # start the worker (and torch's import) before our own imports
-    try:
-        if _needs_torch(paths, args.backend):
-            from .grade import torch_available
-
-            if torch_available():
-                pool.preload(["torch"])
-        from .grade import GradeOptions
-        from .loader import load_spec
-
-        repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else []) + (["--overrides", args.overrides] if args.overrides else [])
-        if args.backend != "auto":
-            repro += ["--backend", args.backend]
-        if args.case_timeout:
-            repro += ["--case-timeout", f"{args.case_timeout:g}"]
-        if args.memory != DEFAULT_MEMORY_MB:
-            repro += ["--memory", str(args.memory)]
-        spec_error: AttnspecError | None = None
-        try:
-            spec = load_spec(args.spec, builtin=not args.no_builtin, overrides=args.overrides)
-        except SpecError as exc:
-            spec, spec_error = None, exc
-        _check_sandbox(args.sandbox, pool.sandbox_info())
-        limits = Limits(memory_mb=args.memory, submission_timeout=args.submission_timeout, case_timeout=args.case_timeout or Limits.case_timeout)
-        options = GradeOptions(
-            exercises=tuple(dict.fromkeys(args.exercise)),
-            backend=args.backend,
-            visible_only=args.visible_only,
-            show_hidden=args.show_hidden,
-            case_ids=tuple(args.case),
-            limits=limits,
-            repro_args=tuple(repro),
-        )
-        if spec is not None and args.case_timeout:
-            spec = _cap_timeouts(spec, args.case_timeout)
-        if spec is not None and args.case:
-            known = {c.id for c in spec.cases} | {r.case_id for r in spec.rules.values()}
-            unknown = [c for c in args.case if c not in known]
-            if unknown:
-                raise UsageError(f"unknown case id(s): {', '.join(unknown)} (see `attnspec spec validate` for the loaded cases)")
-
-        def one(path: str) -> tuple[str, Any]:
-            if spec_error is not None:
-                return path, _error_result(path, f"the spec is invalid:\n{spec_error}")
-            try:
-                return path, _grade_one(path, spec, options, pool)
-            except AttnspecError as exc:
-                return path, _error_result(path, str(exc))
-            except Exception as exc:  # noqa: BLE001 - the grader itself failed: still write a report that says so
-                return path, _error_result(path, f"internal error in attnspec: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
-
-        if args.cluster and spec_error is None:
-            from .cluster import grade_on_cluster
-
-            results = grade_on_cluster(args.cluster, paths, spec, options, on_error=_error_result)
-        elif args.jobs > 1 and len(paths) > 1:
-            with ThreadPoolExecutor(max_workers=args.jobs) as executor:
-                results = list(executor.map(one, paths))
-        else:
-            results = [one(p) for p in paths]
-    finally:
-        pool.close()
-    return _write_reports(results, args, time.monotonic() - start)
-
-
-def _check_sandbox(requested: str, info: dict[str, Any]) -> None:
-    """strict: refuse to grade without every isolation feature; auto: one warning line when short."""
-    if requested == "none" or not info["missing"]:
-        return
-    why = f" ({info['reason']})" if info.get("reason") else ""
-    if requested == "strict":
-        raise UsageError(
-            f"--sandbox strict: this machine cannot isolate submissions: {', '.join(info['missing'])} unavailable{why}. "
-            "Kernel namespaces are needed (run as root, or allow unprivileged user namespaces, e.g. sysctl kernel.unprivileged_userns_clone=1); "
-            "use --sandbox auto to grade with what is available"
-        )
-    got = ", ".join(info["features"]) or "nothing"
-    print(f"attnspec: warning: sandbox: isolating with {got} only; missing {', '.join(info['missing'])}{why}", file=sys.stderr)
-
-
-def _cap_timeouts(spec: Any, cap: float) -> Any:
-    from dataclasses import replace
-
-    return replace(spec, cases=tuple(replace(c, timeout=min(c.timeout, cap)) for c in spec.cases))
-
-
-def _grade_one(path: str, spec: Any, options: Any, pool: Any) -> Any:
-    from .grade import grade
-
-    return grade(path, spec, options, pool)
-
-
-def _error_result(path: str, message: str) -> Any:
-    from .results import GradeResult
-
-    return GradeResult(
-        submission={"path": path, "kind": None, "sha256": None},
-        spec={"digest": None, "files": [], "cases": 0},
-        status="error",
-        error=message,
-        tool={"name": "attnspec", "version": __version__},
-    )
-
-
-def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, elapsed: float) -> int:
-    from .reports import render
-
-    names = report_names([p for p, _ in results])
-    color = args.color == "always" or (args.color == "auto" and not args.output and not args.output_dir and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-    codes = []
-    for path, result in results:
-        code = result.exit_code
-        if args.min_score is not None and result.status == "graded":
-            pct = 100.0 * result.score / result.max_score if result.max_score else 0.0
-            code = 0 if pct >= args.min_score else 1
-        codes.append(code)
-        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose, timings=not getattr(args, "no_timings", False))
-        if args.output_dir:
-            out_dir = Path(args.output_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            target = out_dir / (names[path] + REPORT_SUFFIX[args.format])
-            target.write_text(text, encoding="utf-8")
-        elif args.output:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        if result.status != "graded" and args.format != "text":
-            where = f"the report in {args.output or args.output_dir}" if args.output or args.output_dir else "the report above"
-            print(f"attnspec: grading {path} failed: {str(result.error).splitlines()[0].rstrip(':')} (details in {where})", file=sys.stderr)
-    if len(results) > 1:
-        _print_class_summary(results, codes, elapsed, to_stdout=bool(args.output_dir) or args.format == "text")
-    return max(codes) if codes else 2
-
-
-def report_names(paths: list[str]) -> dict[str, str]:
-    """A distinct report name per submission: the file stem, or the whole path when stems clash."""
-    stems = [Path(p).stem for p in paths]
-    names = {}
-    for path, stem in zip(paths, stems):
-        if stems.count(stem) > 1:
-            stem = str(Path(path)).replace("/", "__").replace("\\", "__").lstrip("._")
-        names[path] = stem
-    return names
-
-
-def _print_class_summary(results: list[tuple[str, Any]], codes: list[int], elapsed: float, *, to_stdout: bool) -> None:
-    stream = sys.stdout if to_stdout else sys.stderr
-    width = max(len(p) for p, _ in results)
-    print(f"\n{'submission'.ljust(width)}  {'score':>15}  status", file=stream)
-    for (path, result), code in zip(results, codes):
-        score = f"{result.score:g} / {result.max_score:g}" if result.status == "graded" else "-"
-        status = {0: "passed", 1: "failed", 2: "error"}[code]
-        print(f"{path.ljust(width)}  {score:>15}  {status}", file=stream)
-    print(f"{len(results)} submissions graded in {elapsed:.1f} s", file=stream)
+    return run_grade(args)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -7,16 +7,22 @@ cases, runs diagnosis on the failures and checks the implementation rules. It pr
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import queue
 import re
 import shlex
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from random import Random
 from typing import Any
+
+import numpy as np
 
 from . import __version__
 from .diagnosis import diagnose
@@ -27,7 +33,7 @@ from .loader import build_fixed_inputs
 from .patterns import attach_patterns
 from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
 from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
-from .runner import CaseSession, Limits, LoadReport, WorkerPool, WorkerSession
+from .runner import CaseSession, InProcessRunner, Limits, LoadReport, WorkerPool, WorkerSession
 from .scoring import score_case, score_exercise
 from .specmodel import Case, InputSpec, Spec
 from .static import StaticReport, analyze
@@ -76,8 +82,10 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None) -> GradeResult:
-    """Grade the submission at `path`; never raises for problems in the submission itself."""
+def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None, *, display: str | None = None, companions: list[str] | None = None) -> GradeResult:
+    """Grade the submission at `path` (named `display` in the report); never raises for problems in
+    the submission itself. `companions`: the other files of a multi-file submission."""
+    display = display or path
     start = time.monotonic()
     graded = tuple(e for e in EXERCISES if e in spec.rules or any(c.exercise == e for c in spec.cases))
     if options.case_ids:  # --case: only the exercises those cases belong to
@@ -85,14 +93,14 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
         graded = tuple(e for e in graded if any(c.id in chosen and c.exercise == e for c in spec.cases) or (e in spec.rules and spec.rules[e].case_id in chosen))
     scope = options.exercises or graded
     result = GradeResult(
-        submission={"path": path, "kind": None, "sha256": None},
+        submission={"path": display, "kind": None, "sha256": None},
         spec={"digest": spec.digest, "files": [f.path for f in spec.files], "cases": len(spec.cases)},
         status="graded",
         options={"exercises": list(scope), "backend": options.backend, "visible_only": options.visible_only, "show_hidden": options.show_hidden, "cases": list(options.case_ids)},
         tool={"name": "attnspec", "version": __version__},
     )
     try:
-        submission = load_submission(path)
+        submission = load_submission(path, display=display, companions=companions)
     except SubmissionError as exc:
         result.submission = {"path": path, **({"sha256": exc.sha256} if exc.sha256 else {})}
         result.exercises = [ExerciseResult(e, "load_error", str(exc), max_score=_max_points(spec, e, options)) for e in scope]
@@ -107,7 +115,9 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
     result.sandbox = pool.sandbox_info()
     if "torch" in candidates:
         pool.preload(["torch"])
-    session = WorkerSession(pool, submission.load_request(), options.limits)
+    budget = options.limits.submission_timeout  # loading counts against the submission's budget too
+    load_limits = replace(options.limits, load_timeout=min(options.limits.load_timeout, budget), chunk_timeout=min(options.limits.chunk_timeout, budget))
+    session = WorkerSession(pool, submission.load_request(), load_limits)
     sessions = [session]
     try:
         load = session.start()
@@ -385,13 +395,16 @@ def _run_case(
     outputs: list[str] = []
     # One child process per case, shared by its backends and dtypes; a fresh one after a crash.
     cs: CaseSession | None = None
+    skipped = 0
     for backend in [b for b in backends if b in case.backends]:
         for dtype in case.dtypes:
-            if time.monotonic() > deadline:
-                inst = InstanceResult(backend, dtype, "error", f"not run: the submission's total time limit ({options.limits.submission_timeout:g} s) was reached")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                inst = InstanceResult(backend, dtype, "error", f"{BUDGET_SPENT} (the submission's {options.limits.submission_timeout:g} s budget was used up by earlier cases)")
+                skipped += 1
             else:
                 if cs is None:
-                    cs = session.case(case.id, case.timeout, forbidden=forbidden).__enter__()
+                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden).__enter__()
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run)
                 if aborted:
                     outputs.append(_close_case(cs))
@@ -404,7 +417,53 @@ def _run_case(
     result.output = "\n".join(o for o in outputs if o)[:8000]
     result.duration = round(time.monotonic() - start, 4)
     score_case(result)
+    if skipped and skipped == len(result.instances):
+        result.outcome = "not_run"
     return result
+
+
+BUDGET_SPENT = "not run: time budget spent"
+_REFERENCE_TIMES: dict[tuple[str, str], float | None] = {}
+_REFERENCE_LOCK = threading.Lock()
+
+
+def case_limit(case: Case, limits: Limits, remaining: float) -> float:
+    """The case's time limit: relative to the reference's own time on the same inputs, with a
+    floor (slow but honest code passes), never above the spec's timeout nor the submission's
+    remaining budget (so a hang costs the budget, not a timeout per case)."""
+    limit = case.timeout
+    if limits.case_factor > 0:
+        ref = reference_time(case)
+        if ref is not None:
+            limit = min(limit, max(limits.case_floor, limits.case_factor * ref))
+    return round(max(0.1, min(limit, remaining)), 1)
+
+
+def reference_time(case: Case) -> float | None:
+    """Seconds the NumPy reference takes to pass this case (all its dtypes), in process; measured
+    once per process and case. None when the case does not run on NumPy (torch-only cases keep the
+    spec's timeout) or the reference cannot run it."""
+    key = (case.id, repr(case))
+    with _REFERENCE_LOCK:
+        if key in _REFERENCE_TIMES:
+            return _REFERENCE_TIMES[key]
+    seconds: float | None = None
+    if "numpy" in case.backends:
+        from .reference import numpy_ref as ref
+
+        runner = InProcessRunner({name: getattr(ref, name) for name in ("manual_attention", "multi_head_attention", "transformer_block", "causal_mask")})
+        start = time.perf_counter()
+        ok = True
+        for dtype in case.dtypes:
+            ctx = CaseContext(case, "numpy", dtype, case.tolerances[dtype], runner, Limits())
+            ctx.recording = False
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                ok = ok and check_instance(ctx, case, shrink=False).outcome == "passed"
+        seconds = (time.perf_counter() - start) if ok else None
+    with _REFERENCE_LOCK:
+        _REFERENCE_TIMES[key] = seconds
+    return seconds
 
 
 def _close_case(cs: CaseSession) -> str:
@@ -476,8 +535,7 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
     try:
         if case.inputs is not None and case.inputs.is_drawn:
             return _check_drawn(ctx, case, prop, shrink)
-        inputs = build_fixed_inputs(case)
-        inputs = cast_inputs(inputs, dtype) if inputs is not None else None
+        inputs = _memo_inputs(("fixed", case.id, case.exercise, case.property, repr(case.inputs), dtype), lambda: _fixed_inputs(case, dtype))
         prop.check(ctx, inputs)
         return InstanceResult(backend, dtype, "passed")
     except Failed as exc:
@@ -486,6 +544,32 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
         return InstanceResult(backend, dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}")
     except Exception as exc:  # noqa: BLE001 - fail closed: a bug in attnspec fails this case, with the reason, and nothing else
         return InstanceResult(backend, dtype, "error", f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it")
+
+
+_INPUTS: OrderedDict[tuple[Any, ...], Inputs | None] = OrderedDict()
+_INPUTS_LOCK = threading.Lock()
+_INPUTS_MAX = 4096
+
+
+def _fixed_inputs(case: Case, dtype: str) -> Inputs | None:
+    inputs = build_fixed_inputs(case)
+    return cast_inputs(inputs, dtype) if inputs is not None else None
+
+
+def _memo_inputs(key: tuple[Any, ...], build: Any) -> Inputs | None:
+    """Inputs are a pure function of (case, shapes, seed, dtype): a class run builds each once per
+    grader process and hands every submission its own copy (a property may change its copy)."""
+    with _INPUTS_LOCK:
+        hit = _INPUTS.get(key)
+        if hit is not None:
+            _INPUTS.move_to_end(key)
+    if hit is None:
+        hit = build()
+        with _INPUTS_LOCK:
+            _INPUTS[key] = hit
+            while len(_INPUTS) > _INPUTS_MAX:
+                _INPUTS.popitem(last=False)
+    return copy.deepcopy(hit)
 
 
 def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:
@@ -500,10 +584,13 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
 
     def make(drawn: tuple[dict[str, int], int]) -> Inputs:
         dims, seed = drawn
-        return cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype)
+        key = ("drawn", case.exercise, repr(spec), tuple(sorted(dims.items())), seed, ctx.dtype)
+        return _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype))
 
     def fails(drawn: tuple[dict[str, int], int]) -> bool:
-        if state["aborted"] is not None or state["evaluations"] >= budget:
+        if state["aborted"] is not None:
+            return True  # the case's process is gone: the same verdict every time (never 'flaky')
+        if state["evaluations"] >= budget:
             return False
         state["evaluations"] += 1
         try:
@@ -527,7 +614,11 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
     try:
         minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=quiet, random=Random(spec.seed))
     except NoSuchExample:
-        return InstanceResult(ctx.backend, ctx.dtype, "passed")
+        if state["aborted"] is None:
+            return InstanceResult(ctx.backend, ctx.dtype, "passed")
+    except Exception:  # noqa: BLE001 - Hypothesis' verdicts on a dead case (Flaky, FlakyFailure): the timeout or crash is the verdict
+        if state["aborted"] is None:
+            raise
     if state["aborted"] is not None:
         exc, drawn = state["aborted"]
         return InstanceResult(ctx.backend, ctx.dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}", example=make(drawn).label())

@@ -121,7 +121,7 @@ class LoadInfo:
 class GradeResult:
     submission: dict[str, Any]
     spec: dict[str, Any]
-    status: str  # graded | error
+    status: str  # graded | error | interrupted (a class run was stopped before this one finished)
     score: float = 0.0
     max_score: float = 0.0
     exercises: list[ExerciseResult] = field(default_factory=list)

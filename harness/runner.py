@@ -61,6 +61,8 @@ class Limits:
     memory_mb: int = 2048
     output_bytes: int = 1 << 20
     submission_timeout: float = 600.0
+    case_floor: float = 5.0  # a case's limit is max(case_floor, case_factor x the reference's time), capped by the spec's timeout
+    case_factor: float = 100.0  # 0: the spec's timeout only
 
 
 @dataclass

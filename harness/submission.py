@@ -80,6 +80,7 @@ class Submission:
     syntax_problems: list[SyntaxProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: list[SourceText] = field(default_factory=list)
+    companions: list[str] = field(default_factory=list)  # other files of a multi-file submission (helpers), as paths
 
     @property
     def filenames(self) -> set[str]:
@@ -93,8 +94,22 @@ class Submission:
             "module_name": "__main__" if self.kind == "ipynb" else "submission",
             "files": [{"filename": f.filename, "source": f.text, "cell": f.cell} for f in self.files],
             "chunks": [{"file": c.file, "first": c.first_line, "last": c.last_line} for c in self.chunks],
-            "companions": {},  # companion files {relative name: text}, written into a sandbox's private folder
+            "companions": self.companion_texts(),
         }
+
+    def companion_texts(self) -> dict[str, str]:
+        """The helper files of a multi-file submission, {name relative to the graded file: text}:
+        a sandbox writes them into the submission's private folder (and nothing else of its
+        folder is visible there). A helper that cannot be read as text is left out."""
+        texts: dict[str, str] = {}
+        folder = self.path.resolve().parent
+        for companion in self.companions:
+            p = Path(companion)
+            try:
+                texts[os.path.relpath(p.resolve(), folder)] = _read_safely(p, str(p)).decode("utf-8")
+            except (SubmissionError, UnicodeDecodeError, ValueError):
+                continue
+        return texts
 
     def where(self, filename: str | None, line: int | None) -> str:
         """'line 12' for a .py file, 'cell 4, line 2' for a notebook."""
@@ -106,10 +121,15 @@ class Submission:
         return f"line {line}"
 
 
-def load_submission(path: str | Path) -> Submission:
-    """Read and split a submission; raises SubmissionError if the file cannot be read as code at all."""
-    p = Path(path)
-    display = str(path)
+def load_submission(path: str | Path, *, display: str | None = None, companions: list[str] | None = None) -> Submission:
+    """Read and split a submission; raises SubmissionError if the file cannot be read as code at all.
+    `display` names it in reports (e.g. 'class.zip!alice/sol.py'); `companions` are its helper files."""
+    sub = _load_submission(Path(path), display or str(path))
+    sub.companions = list(companions or [])
+    return sub
+
+
+def _load_submission(p: Path, display: str) -> Submission:
     raw = _read_safely(p, display)
     digest = hashlib.sha256(raw).hexdigest()
     try:

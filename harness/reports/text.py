@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..results import CaseResult, ExerciseResult, GradeResult
 from ..sandbox import summary as sandbox_summary
+from ..sanitize import terminal_safe
 from . import (
     STATUS_WORDS,
     case_failure_lines,
@@ -61,8 +62,10 @@ class _TextReport:
         self.verbose = verbose
 
     def line(self, *parts: str | tuple[str, str]) -> None:
-        """Print one line from plain strings and (text, style) pairs; never wrapped, never cropped."""
-        self.console.print(Text.assemble(*parts), soft_wrap=True)
+        """Print one line from plain strings and (text, style) pairs; never wrapped, never cropped.
+        Control characters (learner file names, messages, output) are shown as escapes."""
+        safe = [(terminal_safe(p[0], multiline=True), p[1]) if isinstance(p, tuple) else terminal_safe(p, multiline=True) for p in parts]
+        self.console.print(Text.assemble(*safe), soft_wrap=True)
 
     def block(self, lines: list[str], indent: str = "", style: str = "") -> None:
         for text in lines:
@@ -166,7 +169,9 @@ class _TextReport:
         if skipped:
             ids = ", ".join(c.case_id for c in skipped)
             worth = fmt_points(sum(c.max_points for c in skipped))
-            self.line("  ", ("SKIP ", "yellow"), f" {len(skipped)} not run ({worth} points): {ids}")
+            why = {c.instances[0].message.split(" (")[0] for c in skipped if c.instances}
+            reason = f" [{'; '.join(sorted(why))}]" if why else ""
+            self.line("  ", ("SKIP ", "yellow"), f" {len(skipped)} not run ({worth} points){reason}: {ids}")
 
     def diagnoses(self, ex: ExerciseResult) -> None:
         for d in ex.diagnoses:

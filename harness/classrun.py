@@ -1,0 +1,373 @@
+"""Grade a class: many submissions, N grader processes, results as they come.
+
+`grade_submission` grades one submission into a `GradeResult` (what a platform integration or a
+cluster worker calls). `run_class` grades a list of `ClassEntry`s in `jobs` grader processes, each
+with its own worker pool (threads in one process would contend on the GIL: Hypothesis, the
+comparisons and rendering are Python). Results come back as JSON text, never pickled learner
+data. Each finished result is handed to `on_result` at once (the CLI writes its report and the
+gradebook so far), so Ctrl-C, SIGTERM or SIGHUP loses only the submissions still running; those
+are reported as interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .errors import AttnspecError
+from .layouts import ClassEntry
+from .results import GradeResult
+from .sanitize import terminal_safe
+
+
+class Interrupted(Exception):
+    """The grading process received SIGINT, SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def error_result(display: str, message: str, *, status: str = "error") -> GradeResult:
+    """A report for a submission that could not be graded: it says why, and scores nothing."""
+    return GradeResult(
+        submission={"path": display, "kind": None, "sha256": None},
+        spec={"digest": None, "files": [], "cases": 0},
+        status=status,
+        error=message,
+        tool={"name": "attnspec", "version": __version__},
+    )
+
+
+def grade_submission(entry: ClassEntry, spec: Any, options: Any, pool: Any = None, spec_error: str | None = None) -> GradeResult:
+    """Grade one class entry; every problem (its files, the spec, attnspec itself) becomes its report."""
+    from .grade import grade
+
+    if spec_error is not None:
+        result = error_result(entry.display, f"the spec is invalid:\n{spec_error}")
+    elif entry.error is not None or entry.path is None:
+        result = error_result(entry.display, entry.error or "no file to grade")
+    else:
+        try:
+            result = grade(str(entry.path), spec, options, pool, display=entry.display, companions=[str(c) for c in entry.companions])
+        except AttnspecError as exc:
+            result = error_result(entry.display, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the grader itself failed: still a report that says so
+            result = error_result(entry.display, f"internal error in attnspec: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+    if entry.layout != "file":
+        result.submission.update(student=entry.student, layout=entry.layout, companions=[_shown(entry, c) for c in entry.companions])
+    return result
+
+
+def _shown(entry: ClassEntry, companion: Path) -> str:
+    if entry.path is not None and companion.parent == entry.path.parent:
+        return str(Path(entry.display).parent / companion.name)
+    return companion.name
+
+
+# ---------------------------------------------------------------- grader processes
+
+_STATE: dict[str, Any] = {}
+
+
+def start_pools(count: int, preload_torch: bool, sandbox: str = "none", hide: list[str] | None = None) -> list[Any]:
+    """One worker pool per grader process, started first thing, so their interpreter start and
+    torch import overlap with our own imports and the spec's loading (each grader process takes
+    one when it is forked)."""
+    from .runner import WorkerPool
+
+    pools = [WorkerPool(sandbox, hide or []) for _ in range(max(1, count))]
+    if preload_torch:
+        from .grade import torch_available
+
+        if torch_available():
+            for pool in pools:
+                pool.preload(["torch"])
+    return pools
+
+
+def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool, pools: list[Any] | None = None, counter: Any = None) -> None:
+    """Start of one grader process: its own worker pool; SIGTERM ends it and everything it started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
+    signal.signal(signal.SIGTERM, _end_grader)
+    signal.signal(signal.SIGHUP, _end_grader)
+    from multiprocessing.util import Finalize
+
+    if pools and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        pool = pools[index % len(pools)]
+    else:
+        pool = start_pools(1, preload_torch, getattr(options, "sandbox", "none"))[0]
+    Finalize(pool, pool.close, exitpriority=10)
+    _STATE.update(spec=spec, options=options, spec_error=spec_error, pool=pool)
+
+
+def _end_grader(signum: int, frame: Any) -> None:
+    kill_descendants(os.getpid())
+    os._exit(128 + signum)
+
+
+def kill_descendants(pid: int) -> None:
+    """SIGKILL every process below `pid` (and the process groups they lead): worker, zygotes, case children."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+                found += kids
+                todo += kids
+        except OSError:
+            continue
+    for child in reversed(found):
+        for kill in (lambda c: os.killpg(c, signal.SIGKILL), lambda c: os.kill(c, signal.SIGKILL)):
+            try:
+                kill(child)
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+
+
+def _grade_task(entry: ClassEntry) -> str:
+    result = grade_submission(entry, _STATE["spec"], _STATE["options"], _STATE["pool"], _STATE["spec_error"])
+    return json.dumps(result.to_dict())
+
+
+# ---------------------------------------------------------------- the class run
+
+
+@dataclass
+class ClassRun:
+    """What a class run produced: results by entry index, and whether (how) it was stopped."""
+
+    results: dict[int, GradeResult] = field(default_factory=dict)
+    cached: set[int] = field(default_factory=set)
+    interrupted: Interrupted | None = None
+
+
+def run_class(
+    entries: list[ClassEntry],
+    spec: Any,
+    options: Any,
+    *,
+    jobs: int = 1,
+    spec_error: str | None = None,
+    preload_torch: bool = False,
+    pools: list[Any] | None = None,
+    cached: dict[int, GradeResult] | None = None,
+    on_result: Callable[[int, GradeResult, bool], None] = lambda i, r, c: None,
+    progress: "ProgressLike | None" = None,
+) -> ClassRun:
+    """Grade `entries` in `jobs` grader processes; `cached` results are not regraded. Returns when
+    all are done, or at the first SIGINT/SIGTERM/SIGHUP (then the unfinished ones are reported
+    as interrupted)."""
+    run = ClassRun()
+    for i, result in (cached or {}).items():
+        run.results[i] = result
+        run.cached.add(i)
+        on_result(i, result, True)
+        if progress:
+            progress.advance(entries[i], result, cached=True)
+    todo = [i for i in range(len(entries)) if i not in run.results]
+    if not todo:
+        return run
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    for s in previous:
+        signal.signal(s, stop)
+    if spec is not None:
+        warm_up(spec, options)
+    executor = ProcessPoolExecutor(
+        max_workers=max(1, min(jobs, len(todo))),
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_grader,
+        initargs=(spec, options, spec_error, preload_torch, pools, multiprocessing.get_context("fork").Value("i", 0)),
+    )
+    futures: dict[Future[str], int] = {}
+    try:
+        futures = {executor.submit(_grade_task, entries[i]): i for i in todo}
+        if progress:
+            progress.start()  # after the grader processes are forked: no display thread in them
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f]):
+                i = futures[fut]
+                result = _collect(fut, entries[i])
+                run.results[i] = result
+                on_result(i, result, False)
+                if progress:
+                    progress.advance(entries[i], result, cached=False)
+            if progress:
+                progress.tick()
+    except KeyboardInterrupt:
+        run.interrupted = Interrupted(signal.SIGINT)
+    except Interrupted as exc:
+        run.interrupted = exc
+    finally:
+        if run.interrupted is not None:
+            _stop_graders(executor)
+            kill_descendants(os.getpid())  # the workers started here for the graders, and all below them
+        executor.shutdown(wait=run.interrupted is None, cancel_futures=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if run.interrupted is not None:
+        why = f"grading was interrupted ({run.interrupted}) before this submission finished; grade it again"
+        for i in todo:
+            if i not in run.results:
+                result = error_result(entries[i].display, why, status="interrupted")
+                if entries[i].layout != "file":
+                    result.submission.update(student=entries[i].student, layout=entries[i].layout)
+                run.results[i] = result
+                on_result(i, result, False)
+    return run
+
+
+def warm_up(spec: Any, options: Any) -> None:
+    """Work every grader process would repeat, done once before they are forked: Hypothesis'
+    import, the reference's time per case (case limits) and the inputs it builds (memoized)."""
+    from .exercises import EXERCISES
+    from .grade import _cases_for, reference_time
+
+    scope = options.exercises or tuple(EXERCISES)
+    try:
+        import hypothesis  # noqa: F401
+
+        for exercise in scope:
+            for case in _cases_for(spec, exercise, options):
+                if options.limits.case_factor > 0:
+                    reference_time(case)
+    except Exception:  # noqa: BLE001 - a warm-up problem only costs speed; grading reports any real one
+        pass
+
+
+def _collect(fut: "Future[str]", entry: ClassEntry) -> GradeResult:
+    try:
+        return GradeResult.from_dict(json.loads(fut.result()))
+    except Exception as exc:  # noqa: BLE001 - a grader process died: this submission's report says so
+        return error_result(entry.display, f"internal error in attnspec: the grader process for this submission failed ({type(exc).__name__}: {exc})")
+
+
+def _stop_graders(executor: ProcessPoolExecutor) -> None:
+    """SIGTERM each grader process (it kills its workers and exits), then wait for them briefly."""
+    procs = list(getattr(executor, "_processes", {}).values())
+    for p in procs:
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+        except (ProcessLookupError, OSError):
+            pass
+    deadline = time.monotonic() + 5
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            kill_descendants(p.pid)
+            p.kill()
+
+
+# ---------------------------------------------------------------- progress
+
+
+class ProgressLike:
+    def start(self) -> None: ...
+    def advance(self, entry: ClassEntry, result: GradeResult, *, cached: bool) -> None: ...
+    def tick(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainProgress(ProgressLike):
+    """Not a terminal: a line per finished submission, at most every `interval` seconds, and a
+    heartbeat while a long one runs."""
+
+    def __init__(self, total: int, stream: Any = None, interval: float = 2.0):
+        self.total, self.stream, self.interval = total, stream or sys.stderr, interval
+        self.done = 0
+        self.cached = 0
+        self.t0 = time.monotonic()
+        self.last = self.t0
+        self.latest = ""
+
+    def advance(self, entry: ClassEntry, result: GradeResult, *, cached: bool) -> None:
+        self.done += 1
+        self.cached += cached
+        self.latest = entry.student
+        if self.done == self.total or time.monotonic() - self.last >= self.interval:
+            self._line()
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last >= max(self.interval, 10.0):
+            self._line()
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        elapsed = self.last - self.t0
+        fresh = self.done - self.cached
+        rate = fresh / elapsed if elapsed > 0 and fresh else 0.0
+        eta = f"ETA {(self.total - self.done) / rate:.0f} s" if rate > 0 and self.done < self.total else "ETA -" if self.done < self.total else "done"
+        cached = f", {self.cached} cached" if self.cached else ""
+        last = f", last: {terminal_safe(self.latest)}" if self.latest else ""
+        print(f"attnspec: graded {self.done}/{self.total}{cached} in {elapsed:.0f} s ({rate:.2f}/s, {eta}){last}", file=self.stream, flush=True)
+
+
+class RichProgress(ProgressLike):
+    """A terminal: a live bar with rate and ETA on stderr."""
+
+    def __init__(self, total: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("grading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[latest]}", markup=False),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = self.progress.add_task("grading", total=total, rate="", latest="")
+        self.started = time.monotonic()
+        self.fresh = 0
+
+    def start(self) -> None:
+        self.progress.start()
+
+    def advance(self, entry: ClassEntry, result: GradeResult, *, cached: bool) -> None:
+        self.fresh += not cached
+        elapsed = time.monotonic() - self.started
+        rate = f"{self.fresh / elapsed:.2f}/s" if elapsed > 0 else ""
+        self.progress.update(self.task, advance=1, rate=rate, latest=terminal_safe(entry.student)[:40])
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_progress(total: int, mode: str = "auto") -> ProgressLike:
+    """rich on a terminal, plain lines otherwise, nothing with mode 'never'."""
+    if mode == "never":
+        return ProgressLike()
+    if mode == "always" or (mode == "auto" and sys.stderr.isatty()):
+        return RichProgress(total)
+    return PlainProgress(total)
