@@ -102,6 +102,8 @@ def _grade_alone(entry: ClassEntry, args: argparse.Namespace, start: float) -> i
 
     if entry.error is None and entry.path is not None and not entry.path.exists():
         raise UsageError(f"no such submission file: {entry.display}")
+    if entry.error is None and entry.path is not None and not entry.companions:
+        entry.companions = imported_siblings(entry.path)
     pool = WorkerPool(args.sandbox, hidden_paths(args, [entry]))  # start the worker (and torch's import) before our own imports
     try:
         check_sandbox(args.sandbox, pool.sandbox_info())
@@ -327,3 +329,25 @@ def check_sandbox(requested: str, info: dict[str, Any]) -> None:
         )
     got = ", ".join(info["features"]) or "nothing"
     print(f"attnspec: warning: sandbox: isolating with {got} only; missing {', '.join(info['missing'])}{why}", file=sys.stderr)
+
+
+_IMPORT = re.compile(r'(?:^|\\n|")[ \t]*(?:from|import)[ \t]+([A-Za-z_]\w*)', re.M)
+
+
+def imported_siblings(path: Path, limit: int = 50) -> list[Path]:
+    """The helper modules next to a file that it imports (and that they import): what a file graded
+    alone needs in its sandbox. Only imported ones, so a classmate's file in the same folder is
+    never copied in."""
+    found: list[Path] = []
+    todo = [path]
+    while todo and len(found) < limit:
+        try:
+            text = todo.pop().read_bytes()[: 4 << 20].decode("utf-8", "replace")
+        except OSError:
+            continue
+        for name in _IMPORT.findall(text):
+            sibling = path.parent / f"{name}.py"
+            if sibling != path and sibling not in found and sibling.is_file() and not sibling.is_symlink():
+                found.append(sibling)
+                todo.append(sibling)
+    return found
