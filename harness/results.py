@@ -30,6 +30,9 @@ class InstanceResult:
     details: dict[str, Any] = field(default_factory=dict)
     calls: int = 0
     duration: float = 0.0
+    # The failure as data (kind, got, expected, where, call, evidence, hints as catalogue ids);
+    # `message` and `likely` are its text rendering, kept for older consumers.
+    failure: dict[str, Any] | None = None
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Diagnosis:
     reference: str
     backend: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # fitted parameters (an eps, a scale factor)
+    confidence: str = "high"  # high | medium
 
 
 @dataclass
@@ -87,6 +92,7 @@ class ExerciseResult:
     cases: list[CaseResult] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     diagnosis_note: str | None = None
+    diagnosis_facts: list[dict[str, Any]] = field(default_factory=list)  # what is known when nothing is named
     location: str | None = None  # where the function is defined
     signature: str | None = None
 
