@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
     g.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     g.add_argument("--verbose", "-v", action="store_true", help="list passed cases too")
+    g.add_argument("--max-failures", type=int, metavar="N", help="text report: show at most N failing cases per exercise in full (and a count of the rest)")
+    g.add_argument("--concise", action="store_true", help="text report: the first failing case per property and a count of the rest")
     g.set_defaults(run=cmd_grade)
 
     s = sub.add_parser("spec", help="instructor tools for spec files")
@@ -250,7 +252,7 @@ def _write_reports(results: list[tuple[str, Any]], args: argparse.Namespace, ela
             pct = 100.0 * result.score / result.max_score if result.max_score else 0.0
             code = 0 if pct >= args.min_score else 1
         codes.append(code)
-        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose)
+        text = render(result, args.format, color=color and args.format == "text", verbose=args.verbose, max_failures=args.max_failures, concise=args.concise)
         if args.output_dir:
             out_dir = Path(args.output_dir)
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -485,7 +485,7 @@ def filter_hints(result: Any) -> None:
                     kept.append(ident)
             failure["hints"] = kept
             m = misconceptions.BY_ID.get(kept[0]) if kept else None
-            inst.likely = m.title + ": " + m.feedback if m is not None else None
+            inst.likely = f"{m.title} [{m.id}]" if m is not None else None
 
 
 def _is_generic(hint: str) -> bool:

@@ -157,6 +157,7 @@ class GradeResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GradeResult":
         d = dict(data)
+        d.pop("headline", None)  # derived, rendered first by the JSON reporter
         d["exercises"] = [_exercise_from_dict(e) for e in d.get("exercises", [])]
         d["not_run"] = [NotRun(**n) for n in d.get("not_run", [])]
         d["load"] = LoadInfo(**d.get("load", {}))

@@ -1,0 +1,14 @@
+# mistakes: ma.scale_after_softmax
+import math
+import torch
+
+
+def manual_attention(Q, K, V, mask=None):
+    d_k = Q.size(-1)
+    scores = torch.matmul(Q, K.transpose(-2, -1))
+    if mask is not None:
+        scores = scores + mask
+    weights = torch.softmax(scores, dim=-1)
+    weights = weights / math.sqrt(d_k)
+    out = weights @ V
+    return out

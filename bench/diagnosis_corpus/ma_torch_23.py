@@ -1,0 +1,13 @@
+# mistakes: ma.mask_ignored, ma.no_scaling
+import math
+import torch
+
+
+def manual_attention(Q, K, V, mask=None):
+    d_k = Q.size(-1)
+    scores = torch.matmul(Q, K.transpose(-2, -1))
+    if mask is not None:
+        mask = mask
+    weights = torch.softmax(scores, dim=-1)
+    out = weights @ V
+    return out
