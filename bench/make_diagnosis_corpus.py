@@ -46,17 +46,17 @@ def ma_numpy_vec(k: dict) -> str:
     m = k["mask"]
     if m == "scaled":
         s += "    if mask is not None:\n        scores = scores + mask\n"
+    s += f"    scores = scores {_scale_expr(k, 'd_head', 'd_v')}\n" if _scale_expr(k, "d_head", "d_v") else ""
     if k["none_fails"]:
         s += "    scores = scores + mask.astype(scores.dtype)\n"
-    s += f"    scores = scores {_scale_expr(k, 'd_head', 'd_v')}\n" if _scale_expr(k, "d_head", "d_v") else ""
     if m == "always_causal":
-        s += "    scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf), k=1)\n"
+        s += "    scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf, dtype=scores.dtype), k=1)\n"
     elif not k["none_fails"]:
         s += "    if mask is not None:\n" + {
             "add": "        scores = scores + mask\n", "ignore": "        pass  # TODO mask\n", "subtract": "        scores = scores - mask\n",
             "keep01": "        scores = np.where(mask == 0, -np.inf, scores)\n", "after": "        pass\n", "neginf": "        scores = np.where(np.isneginf(mask), -np.inf, scores)\n",
-            "scaled": "        pass\n", "own_causal": "        scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf), k=1)\n",
-            "own_causal0": "        scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf), k=0)\n",
+            "scaled": "        pass\n", "own_causal": "        scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf, dtype=scores.dtype), k=1)\n",
+            "own_causal0": "        scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf, dtype=scores.dtype), k=0)\n",
         }[m]
     s += f"    weights = softmax(scores, axis={k['axis']})\n"
     if k["scale"] == "after":
@@ -88,8 +88,8 @@ def ma_numpy_loops(k: dict) -> str:
                  "after": "s = s", "own_causal": "s = s + np.triu(np.full((Tq, Tk), -np.inf), 1)"}[m]
     s += "            if mask is not None:\n                mm = mask[b, h] if mask.ndim == 4 else mask\n"
     s += f"                {mask_line}\n"
-    s += "            s = s - s.max(axis=-1, keepdims=True)\n" if k["stable"] else ""
-    s += "            w = np.exp(s)\n            w = w / w.sum(axis=-1, keepdims=True)\n"
+    s += f"            s = s - s.max(axis={k['axis']}, keepdims=True)\n" if k["stable"] else ""
+    s += f"            w = np.exp(s)\n            w = w / w.sum(axis={k['axis']}, keepdims=True)\n"
     if k["scale"] == "after":
         s += "            w = w / np.sqrt(D)\n"
     if m == "after":
@@ -169,7 +169,7 @@ def ma_torch_module(k: dict) -> str:
 
 
 def mha_numpy(k: dict) -> str:
-    sc = {"ok": "np.sqrt(d_head)", "d_model": "np.sqrt(d_model)", "none": "1.0"}[k.get("scale", "ok")]
+    sc = {"ok": "d_head ** 0.5", "d_model": "d_model ** 0.5", "none": "1.0"}[k.get("scale", "ok")]
     split = {"ok": "t.reshape(B, T, n_heads, d_head).transpose(0, 2, 1, 3)", "no_transpose": "t.reshape(B, n_heads, T, d_head)",
              "interleaved": "t.reshape(B, T, d_head, n_heads).transpose(0, 3, 1, 2)"}[k.get("split", "ok")]
     merge = {"ok": "h.transpose(0, 2, 1, 3).reshape(B, T, d_model)", "no_transpose": "h.reshape(B, T, d_model)",

@@ -14,8 +14,8 @@ def manual_attention(Q, K, V, mask=None):
             if mask is not None:
                 mm = mask[b, h] if mask.ndim == 4 else mask
                 s = s + mm
-            s = s - s.max(axis=-1, keepdims=True)
+            s = s - s.max(axis=-2, keepdims=True)
             w = np.exp(s)
-            w = w / w.sum(axis=-1, keepdims=True)
+            w = w / w.sum(axis=-2, keepdims=True)
             out[b, h] = w @ V[b, h]
     return out

@@ -16,7 +16,7 @@ def manual_attention(Q, K, V, mask=None):
     scores = Q @ np.swapaxes(K, -1, -2)
     scores = scores / math.sqrt(d_head)
     if mask is not None:
-        scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf), k=1)
+        scores = scores + np.triu(np.full(scores.shape[-2:], -np.inf, dtype=scores.dtype), k=1)
     weights = softmax(scores, axis=-1)
     out = weights @ V
     return out

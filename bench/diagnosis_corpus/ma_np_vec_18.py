@@ -14,8 +14,8 @@ def manual_attention(Q, K, V, mask=None):
     d_head = Q.shape[-1]
     d_v = V.shape[-1]
     scores = Q @ np.swapaxes(K, -1, -2)
-    scores = scores + mask.astype(scores.dtype)
     scores = scores / math.sqrt(d_head)
+    scores = scores + mask.astype(scores.dtype)
     weights = softmax(scores, axis=-1)
     out = weights @ V
     return out

@@ -12,7 +12,7 @@ def multi_head_attention(x, W_Q, W_K, W_V, W_O, n_heads, mask=None):
     B, T, d_model = x.shape
     d_head = d_model // n_heads
     q, k, v = split(x @ W_Q, n_heads), split(x @ W_K, n_heads), split(x @ W_V, n_heads)
-    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d_head)
+    s = q @ k.transpose(0, 1, 3, 2) / d_head ** 0.5
     if mask is not None:
         s = s + mask
     s = s - s.max(axis=-1, keepdims=True)
