@@ -105,7 +105,7 @@ def ma_torch(k: dict) -> str:
     if k["batch"] != "ok":
         s += "    B = Q.shape[0]\n    Q, K, V = Q[:1], K[:1], V[:1]\n    if mask is not None and mask.dim() == 4:\n        mask = mask[:1]\n"
     if k["precision"] == "f32":
-        s += "    dtype = Q.dtype\n    Q, K, V = Q.float(), K.float(), V.float()\n"
+        s += "    dtype = Q.dtype\n    Q, K, V = Q.float(), K.float(), V.float()\n    mask = mask.float() if mask is not None else None\n"
     s += "    d_k = Q.size(-1)\n"
     s += "    scores = torch.matmul(K, Q.transpose(-2, -1))\n" if k["kq"] else "    scores = torch.matmul(Q, K.transpose(-2, -1))\n"
     m = k["mask"]

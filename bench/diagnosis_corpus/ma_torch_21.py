@@ -6,6 +6,7 @@ import torch
 def manual_attention(Q, K, V, mask=None):
     dtype = Q.dtype
     Q, K, V = Q.float(), K.float(), V.float()
+    mask = mask.float() if mask is not None else None
     d_k = Q.size(-1)
     scores = torch.matmul(Q, K.transpose(-2, -1))
     scores = scores / math.sqrt(d_k)
