@@ -308,7 +308,7 @@ class _Diagnoser:
             good_values = {feature(c) for c in good}
             if len(bad_values) == 1 and good_values and not (bad_values & good_values):
                 (value,) = bad_values
-                facts.append({"feature": name, "failing": value, "passing": sorted(good_values), "text": f"only calls with {value} differ (calls with {', '.join(sorted(good_values))} match the reference)"})
+                facts.append({"feature": name, "failing": value, "passing": sorted(good_values), "text": f"every failing call has {value}; calls with {', '.join(sorted(good_values))} pass"})
         raised = [c for c in bad if c.obs.status == "raised"]
         if raised and len(raised) < len(bad):
             facts.append({"feature": "raised", "text": f"{len(raised)} of {len(bad)} differing calls raised {', '.join(sorted({str(c.obs.error_type) for c in raised}))}"})
@@ -371,6 +371,8 @@ def _gradients_only(d: _Diagnoser) -> dict[str, Any] | None:
 
 
 _NO_GRAD = re.compile(r"\bno_grad\b|\binference_mode\b|set_grad_enabled\(\s*False")
+# detach() not followed by .numpy(), or a write through .data: another way to cut the graph, so the cause is not certain
+_DETACH = re.compile(r"\.detach\(\)(?!\s*\.(cpu\(\)\s*\.)?numpy\(\))|\.data\b")
 _NUMPY_TRIP = re.compile(r"\.numpy\(\)|torch\.(tensor|from_numpy)\(")
 
 
@@ -380,7 +382,7 @@ def _no_graph(d: _Diagnoser, kinds: tuple[str, ...], pattern: re.Pattern, other:
     failures = _gradient_failures(d)
     if not failures or not all(f.get("kind") in kinds and (f.get("evidence") or {}).get("forward_ok") for f in failures):
         return None
-    if not pattern.search(d.source) or other.search(d.source):
+    if not pattern.search(d.source) or other.search(d.source) or _DETACH.search(d.source):
         return None
     kind = "no graph at all" if all(f.get("kind") == "no_graph" for f in failures) else "a graph cut before some inputs"
     return {"failed_cases": d._failed_with("gradients_match", kinds), "rule": f"{kind} although the inputs require grad; forward values are right", "source_pattern": pattern.pattern}
@@ -481,7 +483,7 @@ def filter_hints(result: Any) -> None:
             verified = set((failure.get("evidence") or {}).get("reproduced_by", []))
             kept = []
             for h in failure["hints"]:
-                ident = misconceptions.lifted_id(result.exercise, h) if h.startswith("ma.") and result.exercise != "manual_attention" else h
+                ident = misconceptions.lifted_id(result.exercise, h)
                 if named and ident in named:
                     kept.append(ident)
                 elif not named and (h in verified or _is_generic(h)):

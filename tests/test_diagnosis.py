@@ -357,3 +357,30 @@ def test_unknown_scale_is_solved_for(spec, pool, tmp_path):
     result = _grade_source(tmp_path, "scale.py", learner_source(m, "numpy"), spec, pool, "manual_attention")
     (d,) = result.exercises[0].diagnoses
     assert d.id == "ma.scale_other" and abs(d.params["scale"] - 0.71) < 0.01
+
+
+DETACH_MIDDLE = """
+import math
+import torch
+
+def manual_attention(Q, K, V, mask=None):
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = scores + mask
+    weights = torch.softmax(scores, dim=-1).detach()
+    return weights @ V
+
+def causal_mask(n):
+    return torch.full((n, n), float("-inf")).triu(1)
+
+def debug(Q, K, V):
+    print(manual_attention(Q, K, V).numpy())
+"""
+
+
+def test_a_graph_cut_by_detach_is_not_called_a_numpy_round_trip_even_with_numpy_elsewhere(spec, pool, tmp_path):
+    pytest.importorskip("torch")
+    result = _grade_source(tmp_path, "detach.py", DETACH_MIDDLE, spec, pool, "manual_attention", backend="torch")
+    ex = result.exercises[0]
+    assert ex.failed_cases and all(c.property == "gradients_match" for c in ex.failed_cases)
+    assert ex.diagnoses == [] and ex.diagnosis_note
