@@ -557,8 +557,9 @@ def _rel_error(c: _Call) -> float:
         expected = np.asarray(ref(*c.obs.inputs.positional()), dtype=np.float64)
         if expected.shape != c.obs.values.shape:
             return math.inf
-        scale = max(float(np.max(np.abs(expected))), 1e-12)
-        return float(np.nanmax(np.abs(c.obs.values - expected))) / scale
+        scale = max(float(np.nanmax(np.abs(expected), initial=0.0)), 1e-12)
+        diff = np.abs(c.obs.values - expected)
+        return float(np.nanmax(diff, initial=0.0)) / scale if not np.all(np.isnan(diff)) else math.inf
 
 
 def _cast(value: Any, dtype: str) -> Any:
@@ -599,16 +600,20 @@ def _lift_knobs(exercise: str, knobs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params(m: Misconception, knobs: dict[str, Any] | None) -> dict[str, Any]:
-    """The fitted parameters worth reporting: a grid family's value, a fitted scale factor."""
+    """The fitted parameters worth reporting: the knobs a grid family varies (an eps, a fill value),
+    or a fitted scale factor."""
     if knobs is None or (not m.grid and m.id not in _FALLBACK_ONLY):
         return {}
-    own = dict(_flatten(m.knobs or {}))
-    return {k.rsplit(".", 1)[-1]: float(v) if _is_number(v) else v for k, v in _flatten(knobs) if k in own}
+    chosen = dict(_flatten_raw(knobs))
+    if m.grid:
+        varying = {k for g in m.grid for k, v in _flatten_raw(g) if any(dict(_flatten_raw(h)).get(k) != v for h in m.grid)}
+    else:
+        varying = set(chosen)
+    return {k.rsplit(".", 1)[-1]: v for k, v in chosen.items() if k in varying}
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _flatten_raw(knobs: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in knobs.items():
+        out.extend(_flatten_raw(v, f"{prefix}{k}.") if isinstance(v, dict) else [(prefix + k, v)])
+    return out

@@ -189,14 +189,17 @@ _MA = [
              "The division by sqrt(d_head) happens after the softmax (so the weights no longer sum to 1); scale the scores before the softmax.", "formula", scale="after_softmax"),
     _numeric(MA, "softmax_query_axis", "softmax over the query axis",
              "The softmax normalises over the queries (axis -2) instead of the keys (axis -1): each output row must be a weighted average of V with weights summing to 1 over the keys.", "formula", softmax_axis="queries"),
+    _numeric(MA, "softmax_head_axis", "softmax over the head axis",
+             "The softmax normalises over axis 1 of the (batch, n_heads, seq_q, seq_k) scores, the heads (dim=1); it must run over the keys, the last axis (dim=-1).", "formula", softmax_axis="heads"),
     _numeric(MA, "k_q_transposed", "K Q^T instead of Q K^T",
              "The scores are computed as K @ Q^T, which is the transposed score matrix (and only has the right shape when seq_q == seq_k). Use Q @ K^T: rows are queries, columns keys.", "formula", scores="KQ"),
     _numeric(MA, "mask_ignored", "mask ignored",
              "The mask argument never reaches the scores, so blocked positions (and biases) have no effect. Add it to the scaled scores before the softmax.", "masking", mask_mode="ignore"),
     _numeric(MA, "mask_subtracted", "mask subtracted instead of added",
              "The mask is subtracted; it is additive: scores + mask, so -inf entries block and finite entries are biases.", "masking", mask_mode="subtract"),
-    _numeric(MA, "mask_keep01", "mask read as a 0/1 keep-mask",
-             "The mask is treated as 1 = keep / 0 = blocked (masked_fill(mask == 0, -inf)). Here it is additive: 0 means keep, -inf means blocked, other values are biases.", "masking", mask_mode="keep01"),
+    Misconception("ma.mask_keep01", MA, "mask read as a 0/1 keep-mask",
+                  "The mask is treated as 1 = keep / 0 = blocked (masked_fill(mask == 0, -inf)). Here it is additive: 0 means keep, -inf means blocked, other values are biases.",
+                  COURSE["masking"], knobs={"mask_mode": "keep01"}, grid=({"mask_mode": "keep01"}, {"mask_mode": "keep01", "mask_fill": -1e9})),
     _numeric(MA, "mask_after_softmax", "mask applied after the softmax",
              "Blocked weights are zeroed after the softmax, so the rows no longer sum to 1 and finite biases are lost. Add the mask to the scores before the softmax.", "masking_002", mask_mode="after_softmax"),
     _numeric(MA, "mask_neginf_only", "only the -inf entries of the mask are honoured",
@@ -397,8 +400,10 @@ def _lifted() -> list[Misconception]:
     for m in _MA:
         if m.function is None and m.knobs is not None and m.id not in ("ma.square_only", "ma.mask_4d_broadcast", "ma.scale_sqrt_d_model", "ma.scale_sqrt_d_v"):
             title = f"{m.title} (inside the attention heads)"
-            out.append(Misconception(m.id.replace("ma.", "mha.attention.", 1), MHA, title, m.feedback, m.reference, knobs={"attention": m.knobs}, listed=False))
-            out.append(Misconception(m.id.replace("ma.", "block.attention.", 1), BLOCK, title, m.feedback, m.reference, knobs={"mha": {"attention": m.knobs}}, listed=False))
+            out.append(Misconception(m.id.replace("ma.", "mha.attention.", 1), MHA, title, m.feedback, m.reference, knobs={"attention": m.knobs}, listed=False,
+                                     grid=tuple({"attention": g} for g in m.grid)))
+            out.append(Misconception(m.id.replace("ma.", "block.attention.", 1), BLOCK, title, m.feedback, m.reference, knobs={"mha": {"attention": m.knobs}}, listed=False,
+                                     grid=tuple({"mha": {"attention": g}} for g in m.grid)))
     for m in _MHA:
         out.append(Misconception(m.id.replace("mha.", "block.mha.", 1), BLOCK, f"{m.title} (in the attention sublayer)", m.feedback, m.reference, knobs={"mha": m.knobs}, listed=False))
     return out

@@ -83,6 +83,10 @@ def _neg_inf_like(x: Any) -> Any:
     return x * 0 - math.inf
 
 
+def _fill_like(x: Any, value: float) -> Any:
+    return x * 0 + value
+
+
 def _from_numpy(a: np.ndarray, like: Any) -> Any:
     if is_torch(like):
         import torch
@@ -102,9 +106,10 @@ def _as_mask(mask: Any, like: Any) -> Any:
 ATTENTION_DEFAULTS = {
     "scale": "sqrt_d_head",  # none | d_head | sqrt_d_v | sqrt_d_model | mul_sqrt_d_head | after_softmax | a float: that multiple of 1/sqrt(d_head)
     "scores": "QK",  # KQ: K @ Q^T
-    "softmax_axis": "keys",  # queries
+    "softmax_axis": "keys",  # queries | heads (axis 1 of the 4-D scores)
     "mask_mode": "add",  # ignore | subtract | keep01 | after_softmax | neginf_only | scaled | own_causal | always_causal
     "causal_diagonal": 1,  # own_causal / always_causal: triu(diagonal=...) of the learner's own mask
+    "mask_fill": -math.inf,  # keep01 / neginf_only: the value blocked scores are set to (e.g. -1e9)
     "mask_4d": "ok",  # first: mask[0, 0] used for every (batch, head)
     "stable": True,  # False: exp without subtracting the row max
     "returns": "output",  # pattern
@@ -152,10 +157,10 @@ def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
         elif mode == "subtract":
             scores = scores - mask
         elif mode == "keep01":
-            scores = _where(mask == 0, _neg_inf_like(scores), scores)
+            scores = _where(mask == 0, _fill_like(scores, k["mask_fill"]), scores)
         elif mode == "neginf_only":  # masked_fill(isneginf(mask), -inf): finite biases dropped
-            scores = _where(mask == -math.inf, _neg_inf_like(scores), scores)
-    axis = -1 if k["softmax_axis"] == "keys" else -2
+            scores = _where(mask == -math.inf, _fill_like(scores, k["mask_fill"]), scores)
+    axis = {"keys": -1, "queries": -2, "heads": 1}[k["softmax_axis"]]
     pattern = softmax(scores, axis=axis, stable=k["stable"])
     if k["scale"] == "after_softmax":
         pattern = pattern / math.sqrt(D)
