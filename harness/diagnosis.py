@@ -93,7 +93,7 @@ class _Diagnoser:
         if any(d.id.endswith(".returns_tuple") for d in named):  # the tuple is why the array type is wrong
             named = [d for d in named if not d.id.endswith(".wrong_array_type")]
         calls = self._calls()
-        fit = self._fit(calls) if any(c.ref_ratio > EXPLAIN_FACTOR for c in calls) else None
+        fit = self._fit(calls) if any(c.ref_ratio > EXPLAIN_FACTOR and c.obs.status == "ok" for c in calls) else None
         if isinstance(fit, list):
             for m, knobs, evidence in fit:
                 named.append(self._diagnosis(m, evidence, knobs))
@@ -511,14 +511,17 @@ def _ratio(fn: Callable[..., Any], obs: Any, tol: Any) -> float:
     elif obs.dtype in ("float16", "bfloat16"):
         # PyTorch computes half-precision softmax and LayerNorm in float32 inside: do the same.
         args = [_cast(a, "float32") for a in args]
+    error = None
     try:
         with np.errstate(all="ignore"):
             alt = np.asarray(fn(*args), dtype=np.float64)
         raised = False
-    except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError, ZeroDivisionError):
-        alt, raised = None, True
+    except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError, ZeroDivisionError) as exc:
+        alt, raised, error = None, True, type(exc).__name__
     if obs.status == "raised":
-        return 0.0 if raised else math.inf
+        # Raising is weak evidence: it counts only with the same exception type, and a model is
+        # never named on raised calls alone (see _Diagnoser.run).
+        return 0.0 if raised and error == obs.error_type else math.inf
     if obs.status != "ok" or obs.values is None or raised or alt is None:
         return math.inf
     got = obs.values

@@ -131,7 +131,7 @@ def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
     k = {**ATTENTION_DEFAULTS, **knobs}
     if k["batch"] != "ok" or k["precision"] != "native":
         inner = {**k, "batch": "ok", "precision": "native"}
-        return _exercise_wrapper(attention, (Q, K, V, mask), inner, k["batch"], k["precision"], batch_args=3)
+        return _exercise_wrapper(_attention_plain, (Q, K, V, mask), inner, k["batch"], k["precision"], batch_args=3)
     B, H, Tq, D = Q.shape
     if k["scores"] == "KQ":
         scores = K @ _swap(Q)  # (B, H, Tk, Tq): only fits when seq_q == seq_k
@@ -170,6 +170,8 @@ def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
         return pattern
     return pattern @ V
 
+
+_attention_plain = attention  # the function itself, even where a submission redefines the public name
 
 def _scale_factor(scale: Any, d_head: int, n_heads: int, d_v: int) -> float:
     if isinstance(scale, (int, float)) and not isinstance(scale, bool):
@@ -273,7 +275,7 @@ def multi_head_attention(x: Any, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, n_heads
     k = {**MHA_DEFAULTS, **knobs}
     if k["batch"] != "ok" or k["precision"] != "native":
         inner = {**k, "batch": "ok", "precision": "native"}
-        return _exercise_wrapper(multi_head_attention, (x, W_Q, W_K, W_V, W_O, n_heads, mask), inner, k["batch"], k["precision"])
+        return _exercise_wrapper(_mha_plain, (x, W_Q, W_K, W_V, W_O, n_heads, mask), inner, k["batch"], k["precision"])
     if k["weights"] == "x@W.T":
         W_Q, W_K, W_V, W_O = (_swap(w) for w in (W_Q, W_K, W_V, W_O))
     q = split_heads(x @ W_Q, n_heads, k["split"])
@@ -294,6 +296,8 @@ def multi_head_attention(x: Any, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, n_heads
         out = merged @ W_O if k["w_o"] else merged
     return x + out if k["residual"] else out
 
+
+_mha_plain = multi_head_attention  # the function itself, even where a submission redefines the public name
 
 # ---------------------------------------------------------------- transformer block
 
@@ -341,7 +345,7 @@ def transformer_block(x: Any, params: dict, n_heads: int, mask: Any = None, **kn
     k = {**BLOCK_DEFAULTS, **knobs}
     if k["batch"] != "ok" or k["precision"] != "native":
         inner = {**k, "batch": "ok", "precision": "native"}
-        return _exercise_wrapper(transformer_block, (x, params, n_heads, mask), inner, k["batch"], k["precision"])
+        return _exercise_wrapper(_block_plain, (x, params, n_heads, mask), inner, k["batch"], k["precision"])
     p = params
 
     def ln(t: Any, which: str) -> Any:
@@ -363,3 +367,6 @@ def transformer_block(x: Any, params: dict, n_heads: int, mask: Any = None, **kn
     a = x + mha(ln(x, "ln1")) if k["attn_residual"] else mha(ln(x, "ln1"))
     h = mlp(ln(a if k["ln2_input"] == "a" else x, "ln2"))
     return a + h if k["mlp_residual"] else h
+
+
+_block_plain = transformer_block  # the function itself, even where a submission redefines the public name

@@ -384,3 +384,10 @@ def test_a_graph_cut_by_detach_is_not_called_a_numpy_round_trip_even_with_numpy_
     ex = result.exercises[0]
     assert ex.failed_cases and all(c.property == "gradients_match" for c in ex.failed_cases)
     assert ex.diagnoses == [] and ex.diagnosis_note
+
+
+def test_code_that_always_raises_gets_no_name_from_models_that_also_raise(spec, pool, tmp_path):
+    source = "import numpy as np\n\ndef manual_attention(Q, K, V, mask=None):\n    return Q @ V\n"
+    result = _grade_source(tmp_path, "raises.py", source, spec, pool, "manual_attention")
+    ex = result.exercises[0]
+    assert ex.failed_cases and ex.diagnoses == []
