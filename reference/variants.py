@@ -354,7 +354,7 @@ def transformer_block(x: Any, params: dict, n_heads: int, mask: Any = None, **kn
         return layer_norm(t, p[f"{which}_g"], p[f"{which}_b"], variance=k["variance"], eps=k["eps"], eps_value=k["eps_value"])
 
     def mha(t: Any) -> Any:
-        return multi_head_attention(t, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask, **(k["mha"] or {}))
+        return _mha_plain(t, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask, **(k["mha"] or {}))
 
     def mlp(t: Any) -> Any:
         if not k["mlp_bias"]:
