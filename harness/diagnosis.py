@@ -521,7 +521,7 @@ def _ratio(fn: Callable[..., Any], obs: Any, tol: Any) -> float:
     if obs.status == "raised":
         # Raising is weak evidence: it counts only with the same exception type, and a model is
         # never named on raised calls alone (see _Diagnoser.run).
-        return 0.0 if raised and error == obs.error_type else math.inf
+        return 0.0 if raised and _error_group(error) == _error_group(obs.error_type) else math.inf
     if obs.status != "ok" or obs.values is None or raised or alt is None:
         return math.inf
     got = obs.values
@@ -537,6 +537,11 @@ def _ratio(fn: Callable[..., Any], obs: Any, tol: Any) -> float:
         ratio = diff / allowed
     ratio = np.where(np.isnan(ratio), np.inf, ratio)
     return float(ratio.max())
+
+
+def _error_group(name: str | None) -> str | None:
+    """NumPy raises ValueError where PyTorch raises RuntimeError for the same bad shapes."""
+    return "shape" if name in ("ValueError", "RuntimeError", "IndexError") else name
 
 
 def _rounding_noise(fn: Callable[..., Any], exact: list[Any], low: np.ndarray) -> Any:
