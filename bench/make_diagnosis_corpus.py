@@ -303,7 +303,21 @@ MA_PAIRS = [{"scale": "none", "mask": "ignore"}, {"scale": "d_head", "axis": -2}
             {"scale": "none", "stable": False}, {"mask": "scaled", "axis": -2}]
 
 
+CAUSAL_NP = "\n\ndef causal_mask(seq_len):\n    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)\n"
+CAUSAL_TORCH = "\n\ndef causal_mask(seq_len):\n    return torch.full((seq_len, seq_len), float('-inf')).triu(1)\n"
+
+
+def _with_causal(source: str) -> str:
+    """manual_attention files also define causal_mask, as the exercise asks."""
+    return source + (CAUSAL_TORCH if "import torch" in source else CAUSAL_NP)
+
+
 def corpus() -> list[tuple[str, str, list[str]]]:
+    files = [(n, _with_causal(s) if n.startswith(("ma_", "ok_ma_")) else s, ids) for n, s, ids in _corpus()]
+    return files
+
+
+def _corpus() -> list[tuple[str, str, list[str]]]:
     files: list[tuple[str, str, list[str]]] = []
     for i, k in enumerate(MA_SINGLE + MA_PAIRS):
         files.append((f"ma_np_vec_{i:02d}.py", ma_numpy_vec(k), _ma_ids(k)))

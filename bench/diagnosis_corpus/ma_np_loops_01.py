@@ -19,3 +19,7 @@ def manual_attention(Q, K, V, mask=None):
             w = w / w.sum(axis=-1, keepdims=True)
             out[b, h] = w @ V[b, h]
     return out
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)

@@ -21,3 +21,7 @@ def manual_attention(Q, K, V, mask=None):
                 w = np.where(np.isneginf(mm), 0, w)
             out[b, h] = w @ V[b, h]
     return out
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)

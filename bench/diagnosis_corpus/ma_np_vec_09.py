@@ -22,3 +22,7 @@ def manual_attention(Q, K, V, mask=None):
         weights = np.where(np.isneginf(mask), 0.0, weights)
     out = weights @ V
     return out
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)

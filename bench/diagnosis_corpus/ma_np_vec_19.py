@@ -26,3 +26,7 @@ def manual_attention(Q, K, V, mask=None):
     out = np.repeat(out, B, axis=0)
     weights = np.repeat(weights, B, axis=0)
     return out
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)

@@ -23,3 +23,7 @@ def manual_attention(Q, K, V, mask=None):
     out = out.astype(dtype)
     weights = weights.astype(dtype)
     return out
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)

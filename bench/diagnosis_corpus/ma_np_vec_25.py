@@ -20,3 +20,7 @@ def manual_attention(Q, K, V, mask=None):
     weights = softmax(scores, axis=-1)
     out = weights @ V
     return out
+
+
+def causal_mask(seq_len):
+    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)

@@ -12,3 +12,7 @@ def manual_attention(Q, K, V, mask=None):
     weights = torch.softmax(scores, dim=-1)
     out = weights @ V
     return out
+
+
+def causal_mask(seq_len):
+    return torch.full((seq_len, seq_len), float('-inf')).triu(1)

@@ -18,3 +18,7 @@ def manual_attention(Q, K, V, mask=None):
     out = out.expand(B, -1, -1, -1).clone()
     weights = weights.expand(B, -1, -1, -1)
     return out
+
+
+def causal_mask(seq_len):
+    return torch.full((seq_len, seq_len), float('-inf')).triu(1)

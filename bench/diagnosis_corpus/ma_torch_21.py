@@ -16,3 +16,7 @@ def manual_attention(Q, K, V, mask=None):
     out = weights @ V
     out, weights = out.to(dtype), weights.to(dtype)
     return out
+
+
+def causal_mask(seq_len):
+    return torch.full((seq_len, seq_len), float('-inf')).triu(1)

@@ -18,3 +18,7 @@ _attn = Attention()
 
 def manual_attention(Q, K, V, mask=None):
     return _attn(Q, K, V, mask)
+
+
+def causal_mask(seq_len):
+    return torch.full((seq_len, seq_len), float('-inf')).triu(1)
