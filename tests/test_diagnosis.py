@@ -291,7 +291,7 @@ def test_correct_code_in_other_styles_is_never_diagnosed(name, spec, pool):
 
 
 def test_reference_variants_with_default_knobs_are_never_diagnosed(spec, pool, tmp_path):
-    m = Misconception("none", "transformer_block", "t", "f", "", knobs={})
+    m = Misconception("block.reference", "transformer_block", "t", "f", "", knobs={})
     result = _grade_source(tmp_path, "ref.py", learner_source(m, "numpy"), spec, pool, "transformer_block")
     assert result.score == result.max_score and result.exercises[0].diagnoses == []
 
@@ -353,7 +353,7 @@ def test_fitted_parameters_are_reported(spec, pool, tmp_path):
 
 
 def test_unknown_scale_is_solved_for(spec, pool, tmp_path):
-    m = Misconception("x", "manual_attention", "t", "f", "", knobs={"scale": 0.71})
+    m = Misconception("ma.fitted_scale", "manual_attention", "t", "f", "", knobs={"scale": 0.71})
     result = _grade_source(tmp_path, "scale.py", learner_source(m, "numpy"), spec, pool, "manual_attention")
     (d,) = result.exercises[0].diagnoses
     assert d.id == "ma.scale_other" and abs(d.params["scale"] - 0.71) < 0.01
