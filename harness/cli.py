@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--sandbox", choices=("auto", "strict", "none"), default="auto", help="isolate each submission in kernel namespaces: auto uses what the machine allows (warns otherwise), strict refuses to grade without full isolation (exit 2), none: plain worker processes (see docs/isolation.md)")
     g.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     g.add_argument("--verbose", "-v", action="store_true", help="list passed cases too")
+    g.add_argument("--max-failures", type=int, metavar="N", help="text report: show at most N failing cases per exercise in full (and a count of the rest)")
+    g.add_argument("--concise", action="store_true", help="text report: the first failing case per property and a count of the rest")
     g.set_defaults(run=cmd_grade)
 
     s = sub.add_parser("spec", help="instructor tools for spec files")

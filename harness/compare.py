@@ -39,7 +39,7 @@ def compare_values(got: np.ndarray, expected: np.ndarray, tol: Tolerance, what: 
 
     `against` names what `expected` is in the message ("the outputs before the change" for relational checks)."""
     if got.shape != expected.shape:
-        return Mismatch(f"{what}.shape={tuple(got.shape)}, but should be {tuple(expected.shape)}", {"got_shape": list(got.shape), "expected_shape": list(expected.shape)})
+        return Mismatch(f"{what}.shape={tuple(got.shape)}, but should be {tuple(expected.shape)}", {"got_shape": list(got.shape), "expected_shape": list(expected.shape), "what": what})
     if got.size == 0:
         return None
     both_inf = np.isinf(got) & np.isinf(expected) & (np.sign(got) == np.sign(expected))
@@ -62,12 +62,17 @@ def compare_values(got: np.ndarray, expected: np.ndarray, tol: Tolerance, what: 
         "total": int(got.size),
         "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
         "samples": _samples(got, expected, bad, finite_diff),
+        "what": what,
+        "against": against,
+        "worst_got": _jsonable(got[worst]),
+        "worst_expected": _jsonable(expected[worst]),
     }
     nonfinite = ~np.isfinite(got) & np.isfinite(expected)
     if nonfinite.any():
         idx = np.unravel_index(int(np.argmax(nonfinite)), got.shape)
         kind = "NaN" if np.isnan(got[idx]) else "inf"
         details["nonfinite"] = int(nonfinite.sum())
+        details.update(nonfinite_kind=kind, nonfinite_index=[int(i) for i in idx], nonfinite_got=_jsonable(got[idx]), nonfinite_expected=_jsonable(expected[idx]))
         message = (
             f"{what} contains {kind} ({int(nonfinite.sum())} of {got.size} elements are not finite), "
             f"e.g. {fmt_index(what, idx)}={fmt_num(got[idx])}, but should be {fmt_num(expected[idx])}"

@@ -1,11 +1,22 @@
-"""Name the learner's mistake: find catalogued misconceptions that reproduce the submission's
-behaviour on *every* recorded call of the failing cases (and stay consistent with the passing
-ones), so a diagnosis is never a lucky match on one input. A correct submission has no failing
-cases and is never diagnosed; when nothing matches, the report says so instead of guessing.
+"""Name the learner's mistake by inference: fit mistake families (with their parameters) to every
+output the learner's code produced while it was graded, alone and in pairs or triples, and name
+a model only when it reproduces every failing call and stays consistent with every passing one.
+
+A model is *accepted* when it reproduces every recorded call within 10x the case tolerance,
+and there is at least one call the reference misses by more than that (so the model explains
+something the reference cannot; near misses at the tolerance's scale are rounding). The smallest accepted models win; when two different
+ones fit equally, only what they share is named. Failures that values cannot show (a tuple
+returned, an exception only without a mask, no autograd graph) are read from the structured
+failures and the recorded calls. When nothing fits, the report says what is known instead.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import re
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -16,110 +27,547 @@ from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
 from .results import Diagnosis
 
 EXPLAIN_FACTOR = 10.0
+TRIPLE_BUDGET_S = 4.0
 NO_MATCH = (
     "No known mistake from the catalogue reproduces all of the failing results; "
-    "the failing cases above show what differs and where."
+    "the failing cases below show what differs and where."
 )
+NUMPY_DTYPES = ("float32", "float16")
 
 
-def diagnose(run: Any, options: Any = None) -> None:
-    """Fill run.result.diagnoses (or diagnosis_note) from the evidence gathered while grading."""
+@dataclass
+class _Call:
+    """One recorded call of the exercise function, with how far the reference is from it."""
+
+    obs: Any
+    case_id: str
+    tol: Any
+    ref_ratio: float  # max |got - ref| / allowed; inf when shapes differ or only one raised
+    dims: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def must_explain(self) -> bool:
+        return self.ref_ratio > 1.0
+
+
+@dataclass
+class _Fit:
+    members: tuple[tuple[Misconception, dict[str, Any]], ...]
+    knobs: dict[str, Any]
+    reproduced: int
+    cases: set[str]
+    worst: float
+
+
+def diagnose(run: Any, options: Any = None, source: str = "") -> None:
+    """Fill run.result.diagnoses (or diagnosis_note and diagnosis_facts) from the evidence gathered while grading."""
     result = run.result
     for backend in result.backends:
         failing = [e for e in run.evidence if e.backend == backend]
         if not failing:
             continue
         passing = [e for e in run.passed_evidence if e.backend == backend]
-        for m in misconceptions.for_exercise(result.exercise):
-            if backend not in m.backends:
-                continue
-            evidence = _explains(m, result, failing, passing, backend)
-            if evidence is not None and not any(d.id == m.id for d in result.diagnoses):
-                result.diagnoses.append(Diagnosis(m.id, m.title, m.feedback, m.reference, backend, evidence))
-    if result.failed_cases and not result.diagnoses:
+        _Diagnoser(result, backend, failing, passing, source).run()
+    if result.failed_cases and not result.diagnoses and not result.diagnosis_note:
         result.diagnosis_note = NO_MATCH
+    filter_hints(result)
 
 
-def _explains(m: Misconception, result: Any, failing: list, passing: list, backend: str) -> dict[str, Any] | None:
-    if m.signature is not None:
-        prop, fragments = m.signature
-        cases = _failed_with(result, backend, prop, fragments)
-        return {"failed_cases": cases, "rule": f"the '{prop}' property failed"} if cases else None
-    if m.rule is not None:
-        return RULES[m.rule](result, backend, failing, passing)
-    return _reproduces(m, failing, passing)
+class _Diagnoser:
+    def __init__(self, result: Any, backend: str, failing: list, passing: list, source: str):
+        self.result, self.backend, self.failing, self.passing, self.source = result, backend, failing, passing, source
+        self.exercise = result.exercise
+        self.explained_calls: set[int] = set()  # id() of observations a signature already explains
+        self.cache: dict[tuple[int, str], float] = {}
 
+    # -- entry ------------------------------------------------------------------------------
 
-def _failed_with(result: Any, backend: str, prop: str, fragments: tuple[str, ...]) -> list[str]:
-    """Ids of the cases of property `prop` that failed on `backend` with one of the message fragments."""
-    return sorted(
-        c.case_id
-        for c in result.cases
-        if c.property == prop and any(i.backend == backend and i.outcome != "passed" and any(f in i.message for f in fragments) for i in c.instances)
-    )
-
-
-def _reproduces(m: Misconception, failing: list, passing: list) -> dict[str, Any] | None:
-    """Evidence that `m` computes what the learner's code computed on every failing call."""
-    fn = m.implementation()
-    value_failures = [e for e in failing if e.case.property not in STRUCTURAL_PROPERTIES]
-    matched_calls, cases, worst = 0, set(), 0.0
-    for e in value_failures:
-        tol = e.case.tolerances[e.dtype]
-        for obs in e.observations:
-            if obs.function != m.target:
+    def run(self) -> None:
+        named: list[Diagnosis] = []
+        for m in misconceptions.for_exercise(self.exercise):
+            if self.backend not in m.backends or (m.signature is None and m.rule is None and m.function is None):
                 continue
-            verdict = _consistent(fn, obs, tol)
-            if verdict is None:
-                return None
-            if verdict >= 0:
-                matched_calls += 1
-                worst = max(worst, verdict)
-                cases.add(e.case.id)
-    if matched_calls == 0:
+            evidence = self._structural(m)
+            if evidence is not None:
+                named.append(self._diagnosis(m, evidence))
+        if any(d.id.endswith(".returns_tuple") for d in named):  # the tuple is why the array type is wrong
+            named = [d for d in named if not d.id.endswith(".wrong_array_type")]
+        calls = self._calls()
+        fit = self._fit(calls) if any(c.ref_ratio > EXPLAIN_FACTOR and c.obs.status == "ok" for c in calls) else None
+        if isinstance(fit, list):
+            for m, knobs, evidence in fit:
+                named.append(self._diagnosis(m, evidence, knobs))
+        elif isinstance(fit, str):
+            self.result.diagnosis_note = fit
+        for d in named:
+            if not any(x.id == d.id for x in self.result.diagnoses):
+                self.result.diagnoses.append(d)
+        if not named and self.result.failed_cases:
+            facts = self._facts(calls)
+            self.result.diagnosis_facts.extend(f for f in facts if f not in self.result.diagnosis_facts)
+            if facts and not self.result.diagnosis_note:
+                self.result.diagnosis_note = "No known mistake reproduces all of the failing results. What is known: " + "; ".join(f["text"] for f in facts) + "."
+
+    def _diagnosis(self, m: Misconception, evidence: dict[str, Any], knobs: dict[str, Any] | None = None) -> Diagnosis:
+        params = _params(m, knobs)
+        confidence = evidence.pop("confidence", "high")
+        return Diagnosis(m.id, m.title, m.feedback, m.reference, self.backend, evidence, params=params, confidence=confidence)
+
+    # -- signatures read from structured failures and recorded calls ---------------------------
+
+    def _structural(self, m: Misconception) -> dict[str, Any] | None:
+        if m.signature is not None:
+            prop, kind = m.signature
+            cases = self._failed_with(prop, (kind,))
+            return {"failed_cases": cases, "rule": f"the '{prop}' property failed with a {kind} failure"} if cases else None
+        if m.rule is not None and m.rule in RULES:
+            return RULES[m.rule](self)
+        if m.function is not None and m.function != self.exercise:
+            return self._helper_function(m)
         return None
-    for e in passing:
-        if e.case.property in STRUCTURAL_PROPERTIES:
-            continue
-        tol = e.case.tolerances[e.dtype]
-        for obs in e.observations:
-            if obs.function == m.target and _consistent(fn, obs, tol) is None:
+
+    def _failed_with(self, prop: str | None, kinds: tuple[str, ...]) -> list[str]:
+        return sorted(
+            c.case_id
+            for c in self.result.cases
+            if (prop is None or c.property == prop)
+            and any(i.backend == self.backend and i.outcome != "passed" and (i.failure or {}).get("kind") in kinds for i in c.instances)
+        )
+
+    def _helper_function(self, m: Misconception) -> dict[str, Any] | None:
+        """causal_mask and other helpers: the mistake computes what the learner's helper returned on every call."""
+        fn = m.implementation()
+        matched, cases = 0, set()
+        for e in self.failing:
+            for obs in e.observations:
+                if obs.function != m.target:
+                    continue
+                r = _ratio(fn, obs, e.case.tolerances[e.dtype])
+                if r > EXPLAIN_FACTOR:
+                    return None
+                matched += 1
+                cases.add(e.case.id)
+        if not matched:
+            return None
+        for e in self.passing:
+            for obs in e.observations:
+                if obs.function == m.target and _ratio(fn, obs, e.case.tolerances[e.dtype]) > EXPLAIN_FACTOR:
+                    return None
+        return {"failed_cases": sorted(cases), "calls_reproduced": matched}
+
+    # -- value fitting -----------------------------------------------------------------------
+
+    def _calls(self) -> list[_Call]:
+        """Every call of the exercise function with readable values or an exception, failing and passing."""
+        ref = misconceptions._variant(self.exercise, {})
+        calls = []
+        for e in self.failing + self.passing:
+            tol = e.case.tolerances[e.dtype]
+            passed = e in self.passing  # it passed the real check: nothing there to explain
+            for obs in e.observations:
+                if obs.function != self.exercise or id(obs) in self.explained_calls:
+                    continue
+                if obs.status == "ok" and obs.values is None:
+                    continue
+                if obs.status not in ("ok", "raised"):
+                    continue
+                dims = obs.inputs.dims if isinstance(obs.inputs, Inputs) else {}
+                ratio = _ratio(ref, obs, tol)
+                calls.append(_Call(obs, e.case.id, tol, min(ratio, 1.0) if passed else ratio, dims))
+        return calls
+
+    def _fit(self, calls: list[_Call]) -> list | str | None:
+        must = sorted([c for c in calls if c.must_explain], key=lambda c: -c.ref_ratio)
+        rest = [c for c in calls if not c.must_explain]
+        settings = [(m, k) for m in misconceptions.for_exercise(self.exercise) if m.by_output and self.backend in m.backends and m.id not in _FALLBACK_ONLY for k in m.settings()]
+        fits = self._search(settings, must, rest)
+        if not fits:
+            fits = self._fit_scale(must, rest)
+        if not fits:
+            return None
+        size = min(len(f.members) for f in fits)
+        best = [f for f in fits if len(f.members) == size]
+        ids = [frozenset(m.id for m, _ in f.members) for f in best]
+        shared = frozenset.intersection(*ids)
+        if not shared:
+            alternatives = sorted(" + ".join(sorted(s)) for s in set(ids))
+            return (
+                "Several different mistakes reproduce every failing result equally well, so none is named: "
+                + "; or ".join(alternatives)
+                + ". The failing cases below show what differs."
+            )
+        chosen = best[0]
+        out = []
+        for m, knobs in chosen.members:
+            if m.id not in shared:
+                continue
+            evidence = {
+                "failed_cases": sorted(chosen.cases),
+                "calls_reproduced": chosen.reproduced,
+                "calls_consistent": len(rest),
+                "max_ratio_to_tolerance": round(chosen.worst, 3),
+                "model": [x.id for x, _ in chosen.members],
+                "confidence": "high" if chosen.reproduced >= 3 and len(chosen.cases) >= 2 and rest else "medium",
+            }
+            if len(set(ids)) > 1:
+                evidence["alternatives"] = sorted(" + ".join(sorted(s)) for s in set(ids))
+            out.append((m, knobs, evidence))
+        return out
+
+    def _search(self, settings: list, must: list[_Call], rest: list[_Call]) -> list[_Fit]:
+        for size in (1, 2, 3):
+            start = time.monotonic()
+            fits = []
+            for combo in itertools.combinations(settings, size):
+                if size == 3 and time.monotonic() - start > TRIPLE_BUDGET_S:
+                    break
+                families = [m.family for m, _ in combo]
+                if len(set(families)) < size:
+                    continue
+                knobs: dict[str, Any] = {}
+                for _, k in combo:
+                    knobs = _merge(knobs, k)
+                fit = self._accept(knobs, must, rest)
+                if fit is not None:
+                    fits.append(_Fit(tuple(combo), knobs, *fit))
+            if fits:
+                return fits
+        return []
+
+    def _accept(self, knobs: dict[str, Any], must: list[_Call], rest: list[_Call]) -> tuple[int, set[str], float] | None:
+        """(calls reproduced, cases, worst ratio) if this model explains `must` and agrees with `rest`."""
+        fn = misconceptions._variant(self.exercise, knobs)
+        key = repr(sorted(_flatten(knobs)))
+        worst, cases = 0.0, set()
+        for c in must:  # gross misses first: most models fail there at once
+            r = self._cached(fn, key, c)
+            if not r <= EXPLAIN_FACTOR:  # for a gross miss (ref_ratio > 10) this also means: far better than the reference
                 return None
-    return {"failed_cases": sorted(cases), "calls_reproduced": matched_calls, "max_abs_difference": float(worst)}
+            worst = max(worst, r)
+            cases.add(c.case_id)
+        for c in rest:
+            r = self._cached(fn, key, c)
+            if r > EXPLAIN_FACTOR:
+                return None
+            worst = max(worst, r)
+        return len(must), cases, worst
+
+    def _cached(self, fn: Callable[..., Any], key: str, c: _Call) -> float:
+        k = (id(c), key)
+        if k not in self.cache:
+            self.cache[k] = _ratio(fn, c.obs, c.tol)
+        return self.cache[k]
+
+    def _fit_scale(self, must: list[_Call], rest: list[_Call]) -> list[_Fit]:
+        """Solve for the factor the scores were actually scaled by (relative to 1/sqrt(d_head))."""
+        m = misconceptions.BY_ID.get(misconceptions.lifted_id(self.exercise, "ma.scale_other"))
+        if m is None or not must:
+            return []
+
+        def knobs_for(c: float) -> dict[str, Any]:
+            return _lift_knobs(self.exercise, {"scale": c})
+
+        def loss(logc: float) -> float:
+            fn = misconceptions._variant(self.exercise, knobs_for(math.exp(logc)))
+            return max(_ratio(fn, c.obs, c.tol) for c in must[:4])
+
+        grid = np.linspace(-4.0, 4.0, 81)
+        values = [loss(g) for g in grid]
+        best = float(grid[int(np.argmin(values))])
+        lo, hi = best - 0.1, best + 0.1
+        for _ in range(30):  # golden-section refinement
+            a, b = lo + 0.382 * (hi - lo), lo + 0.618 * (hi - lo)
+            if loss(a) < loss(b):
+                hi = b
+            else:
+                lo = a
+        factor = math.exp((lo + hi) / 2)
+        if abs(factor - 1.0) < 1e-3:
+            return []
+        knobs = knobs_for(round(factor, 6))
+        fit = self._accept(knobs, must, rest)
+        return [_Fit(((m, knobs),), knobs, *fit)] if fit is not None else []
+
+    # -- what is known when nothing is named ---------------------------------------------------
+
+    def _facts(self, calls: list[_Call]) -> list[dict[str, Any]]:
+        facts: list[dict[str, Any]] = []
+        bad = [c for c in calls if c.must_explain]
+        good = [c for c in calls if not c.must_explain]
+        if not bad:
+            return facts
+        features = {
+            "mask": lambda c: "a mask" if _mask_of(c.obs) is not None else "no mask",
+            "dtype": lambda c: c.obs.dtype,
+            "batch": lambda c: "batch 1" if c.dims.get("batch") == 1 else "batch > 1",
+        }
+        if self.exercise == "manual_attention":
+            features["square"] = lambda c: "seq_q == seq_k" if c.dims.get("seq_q") == c.dims.get("seq_k") else "seq_q != seq_k"
+        for name, feature in features.items():
+            bad_values = {feature(c) for c in bad}
+            good_values = {feature(c) for c in good}
+            if len(bad_values) == 1 and good_values and not (bad_values & good_values):
+                (value,) = bad_values
+                facts.append({"feature": name, "failing": value, "passing": sorted(good_values), "text": f"every failing call has {value}; calls with {', '.join(sorted(good_values))} pass"})
+        raised = [c for c in bad if c.obs.status == "raised"]
+        if raised and len(raised) < len(bad):
+            facts.append({"feature": "raised", "text": f"{len(raised)} of {len(bad)} differing calls raised {', '.join(sorted({str(c.obs.error_type) for c in raised}))}"})
+        if all(c.obs.status == "ok" for c in bad):
+            rel = max(_rel_error(c) for c in bad)
+            if rel < 1e-4:
+                facts.append({"feature": "size", "text": f"the differences are tiny (relative error at most {rel:.1e}), at the level of float32 rounding"})
+        return facts
 
 
-def _consistent(fn: Callable[..., Any], obs: Any, tol: Any) -> float | None:
-    """None if `fn` does not behave like the learner's call; -1 if both raised; else the max difference."""
-    args = obs.inputs.positional() if isinstance(obs.inputs, Inputs) else list(obs.inputs)
-    if obs.dtype in NUMPY_DTYPES:
+# ---------------------------------------------------------------- signature rules
+
+
+def _square_only(d: _Diagnoser) -> dict[str, Any] | None:
+    """Every value call with seq_q != seq_k fails and every one with seq_q == seq_k (>= 2) passes."""
+    if d.exercise != "manual_attention":
+        return None
+
+    def shapes(evidence: list) -> list[tuple[str, bool]]:
+        out = []
+        for e in evidence:
+            if e.case.property in STRUCTURAL_PROPERTIES:
+                continue
+            for obs in e.observations:
+                if isinstance(obs.inputs, Inputs) and obs.inputs.exercise == "manual_attention":
+                    dims = obs.inputs.dims
+                    out.append((e.case.id, dims["seq_q"] == dims["seq_k"] and dims["seq_q"] >= 2))
+        return out
+
+    bad, good = shapes(d.failing), shapes(d.passing)
+    if not bad or any(square for _, square in bad) or not good or not all(square for _, square in good):
+        return None
+    for e in d.failing:
+        d.explained_calls.update(id(o) for o in e.observations)
+    return {"failed_cases": sorted({c for c, _ in bad}), "rule": "every case with seq_q != seq_k fails, every case with seq_q == seq_k passes"}
+
+
+def _gradient_failures(d: _Diagnoser) -> list[dict[str, Any]]:
+    return [
+        i.failure or {}
+        for c in d.result.cases
+        if c.property == "gradients_match"
+        for i in c.instances
+        if i.backend == d.backend and i.outcome != "passed"
+    ]
+
+
+def _value_failures(d: _Diagnoser) -> bool:
+    return any(e.case.property not in STRUCTURAL_PROPERTIES for e in d.failing)
+
+
+def _gradients_only(d: _Diagnoser) -> dict[str, Any] | None:
+    """Gradients are wrong while the forward values are right everywhere: a step autograd cannot see."""
+    failures = _gradient_failures(d)
+    if not failures or _value_failures(d):
+        return None
+    if not all(f.get("kind") == "gradient" and (f.get("evidence") or {}).get("forward_ok") for f in failures):
+        return None
+    return {"failed_cases": d._failed_with("gradients_match", ("gradient",)), "rule": "gradient cases fail with right forward values while every value case passes"}
+
+
+_NO_GRAD = re.compile(r"\bno_grad\b|\binference_mode\b|set_grad_enabled\(\s*False")
+# detach() not followed by .numpy(), or a write through .data: another way to cut the graph, so the cause is not certain
+_DETACH = re.compile(r"\.detach\(\)(?!\s*\.(cpu\(\)\s*\.)?numpy\(\))|\.data\b")
+_NUMPY_TRIP = re.compile(r"\.numpy\(\)|torch\.(tensor|from_numpy)\(")
+
+
+def _no_graph(d: _Diagnoser, kinds: tuple[str, ...], pattern: re.Pattern, other: re.Pattern) -> dict[str, Any] | None:
+    """Every gradient case lost the graph (none at all, or cut before some inputs) while the forward
+    values are right; the source tells which way the graph was lost."""
+    failures = _gradient_failures(d)
+    if not failures or not all(f.get("kind") in kinds and (f.get("evidence") or {}).get("forward_ok") for f in failures):
+        return None
+    if not pattern.search(d.source) or other.search(d.source) or _DETACH.search(d.source):
+        return None
+    kind = "no graph at all" if all(f.get("kind") == "no_graph" for f in failures) else "a graph cut before some inputs"
+    return {"failed_cases": d._failed_with("gradients_match", kinds), "rule": f"{kind} although the inputs require grad; forward values are right", "source_pattern": pattern.pattern}
+
+
+def _no_graph_no_grad(d: _Diagnoser) -> dict[str, Any] | None:
+    return _no_graph(d, ("no_graph",), _NO_GRAD, _NUMPY_TRIP)
+
+
+def _no_graph_numpy(d: _Diagnoser) -> dict[str, Any] | None:
+    return _no_graph(d, ("no_graph", "grad_missing"), _NUMPY_TRIP, _NO_GRAD)
+
+
+def _exercise_calls(d: _Diagnoser, evidence: list) -> list[Any]:
+    return [o for e in evidence for o in e.observations if o.function == d.exercise]
+
+
+def _returns_tuple(d: _Diagnoser) -> dict[str, Any] | None:
+    ok = [o for o in _exercise_calls(d, d.failing + d.passing) if o.status == "ok"]
+    if not ok or not all(getattr(o, "kind", None) == "tuple" for o in ok):
+        return None
+    d.explained_calls.update(id(o) for o in ok)
+    return {"failed_cases": sorted({e.case.id for e in d.failing}), "rule": f"all {len(ok)} calls returned a tuple"}
+
+
+def _fails_without_mask(d: _Diagnoser) -> dict[str, Any] | None:
+    calls = _exercise_calls(d, d.failing + d.passing)
+    raised = [o for o in calls if o.status == "raised"]
+    if not raised or not all(_mask_of(o) is None for o in raised):
+        return None
+    without = [o for o in calls if _mask_of(o) is None and o.status != "raised"]
+    with_mask_ok = [o for o in calls if _mask_of(o) is not None and o.status == "ok"]
+    if without or not with_mask_ok:
+        return None
+    d.explained_calls.update(id(o) for o in raised)
+    cases = sorted({e.case.id for e in d.failing if any(o.status == "raised" for o in e.observations)})
+    return {"failed_cases": cases, "rule": f"all {len(raised)} calls with mask=None raised ({', '.join(sorted({str(o.error_type) for o in raised}))}); every call with a mask returned"}
+
+
+def _half_fill_overflow(d: _Diagnoser) -> dict[str, Any] | None:
+    calls = _exercise_calls(d, d.failing + d.passing)
+    raised = [o for o in calls if o.status == "raised"]
+    if not raised or not all(o.dtype == "float16" and "overflow" in str(getattr(o, "error_message", "") or "") for o in raised):
+        return None
+    if not any(o.status == "ok" and o.dtype != "float16" for o in calls):
+        return None
+    d.explained_calls.update(id(o) for o in raised)
+    cases = sorted({e.case.id for e in d.failing if any(o.status == "raised" for o in e.observations)})
+    return {"failed_cases": cases, "rule": "only float16 calls raised, with an overflow converting a fill value"}
+
+
+def _float32_internal(d: _Diagnoser) -> dict[str, Any] | None:
+    """Only float64 calls differ, all by float32-rounding amounts, and every lower-precision case passes."""
+    calls = d._calls()
+    bad = [c for c in calls if c.must_explain]
+    if not bad or any(c.obs.dtype != "float64" or c.obs.status != "ok" for c in bad):
+        return None
+    if not any(c.obs.dtype == "float32" for c in calls):
+        return None
+    worst = max(_rel_error(c) for c in bad)
+    if worst > 1e-4:
+        return None
+    on_grid = all(np.array_equal(c.obs.values.astype(np.float32).astype(np.float64), c.obs.values) for c in bad)
+    return {
+        "failed_cases": sorted({c.case_id for c in bad}),
+        "rule": "only float64 calls differ, by at most float32 rounding, and float32 cases pass",
+        "max_relative_error": float(f"{worst:.3g}"),
+        "result_on_float32_grid": on_grid,
+        "confidence": "high" if on_grid else "medium",
+    }
+
+
+RULES: dict[str, Callable[[_Diagnoser], dict[str, Any] | None]] = {
+    "square_only": _square_only,
+    "gradients_only": _gradients_only,
+    "no_graph_no_grad": _no_graph_no_grad,
+    "no_graph_numpy": _no_graph_numpy,
+    "returns_tuple": _returns_tuple,
+    "fails_without_mask": _fails_without_mask,
+    "half_fill_overflow": _half_fill_overflow,
+    "float32_internal": _float32_internal,
+}
+_FALLBACK_ONLY = {"ma.scale_other", "mha.attention.scale_other", "block.attention.scale_other"}
+
+
+# ---------------------------------------------------------------- per-case hints
+
+
+def filter_hints(result: Any) -> None:
+    """Keep a case's hints only where they agree with the exercise-level diagnosis: with a named
+    diagnosis, only hints it names; without one, only hints the case itself verified."""
+    named = {d.id for d in result.diagnoses}
+    for case in result.cases:
+        for inst in case.instances:
+            failure = inst.failure
+            if not failure or not failure.get("hints"):
+                continue
+            verified = set((failure.get("evidence") or {}).get("reproduced_by", []))
+            kept = []
+            for h in failure["hints"]:
+                ident = misconceptions.lifted_id(result.exercise, h)
+                if named and ident in named:
+                    kept.append(ident)
+                elif not named and (h in verified or _is_generic(h)):
+                    kept.append(ident)
+            failure["hints"] = kept
+            m = misconceptions.BY_ID.get(kept[0]) if kept else None
+            inst.likely = f"{m.title} [{m.id}]" if m is not None else None
+
+
+def _is_generic(hint: str) -> bool:
+    """Advice that names no mistake (a missing return, NumPy's float64 promotion, ...)."""
+    return hint in ("hint.missing_return", "hint.numpy_promotion", "hint.half_not_cast_back", "hint.tolist", "hint.torch_to_numpy", "hint.numpy_to_torch", "hint.in_place")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ratio(fn: Callable[..., Any], obs: Any, tol: Any) -> float:
+    """How far `fn` is from the learner's call, in units of the case tolerance (0 = both raised)."""
+    args = exact = obs.inputs.positional() if isinstance(obs.inputs, Inputs) else list(obs.inputs)
+    if obs.dtype == "float32" or (obs.dtype == "float16" and obs.backend == "numpy"):
         # Run the mistake in the learner's dtype: overflow (exp without the max shift) and
         # rounding happen at float32's limits, not float64's.
         args = [_cast(a, obs.dtype) for a in args]
+    elif obs.dtype in ("float16", "bfloat16"):
+        # PyTorch computes half-precision softmax and LayerNorm in float32 inside: do the same.
+        args = [_cast(a, "float32") for a in args]
+    error = None
     try:
         with np.errstate(all="ignore"):
             alt = np.asarray(fn(*args), dtype=np.float64)
         raised = False
-    except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError):
-        alt, raised = None, True
+    except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError, ZeroDivisionError) as exc:
+        alt, raised, error = None, True, type(exc).__name__
     if obs.status == "raised":
-        return -1.0 if raised else None
+        # Raising is weak evidence: it counts only with the same exception type, and a model is
+        # never named on raised calls alone (see _Diagnoser.run).
+        return 0.0 if raised and _error_group(error) == _error_group(obs.error_type) else math.inf
     if obs.status != "ok" or obs.values is None or raised or alt is None:
-        return None
+        return math.inf
     got = obs.values
     if got.shape != alt.shape:
-        return None
+        return math.inf
+    if got.size == 0:
+        return 0.0
     same_special = (np.isnan(got) & np.isnan(alt)) | (np.isinf(got) & np.isinf(alt) & (np.sign(got) == np.sign(alt)))
     with np.errstate(all="ignore"):
         diff = np.where(same_special, 0.0, np.abs(got - alt))
-        # 10x the case tolerance: the learner's float32 code and our float64 rendering of the
-        # same mistake differ by more than rounding on ill-conditioned inputs (small variance).
-        allowed = EXPLAIN_FACTOR * (tol.atol + tol.rtol * np.abs(np.where(np.isfinite(alt), alt, 0.0)))
-    if not np.all(diff <= allowed):
-        return None
-    return float(diff.max()) if diff.size else 0.0
+        allowed = tol.atol + tol.rtol * np.abs(np.where(np.isfinite(alt), alt, 0.0))
+        allowed = allowed + _rounding_noise(fn, exact, alt) if args is not exact else allowed
+        ratio = diff / allowed
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    return float(ratio.max())
 
 
-NUMPY_DTYPES = ("float32", "float16")
+def _error_group(name: str | None) -> str | None:
+    """NumPy raises ValueError where PyTorch raises RuntimeError for the same bad shapes."""
+    return "shape" if name in ("ValueError", "RuntimeError", "IndexError") else name
+
+
+def _rounding_noise(fn: Callable[..., Any], exact: list[Any], low: np.ndarray) -> Any:
+    """How much this model's own low-precision run moves from its float64 run on these inputs:
+    ill-conditioned inputs (tiny variances) amplify rounding, in the learner's code as in ours."""
+    try:
+        with np.errstate(all="ignore"):
+            high = np.asarray(fn(*exact), dtype=np.float64)
+    except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError, ZeroDivisionError):
+        return 0.0
+    if high.shape != low.shape:
+        return 0.0
+    with np.errstate(all="ignore"):
+        noise = np.abs(high - low)
+    return np.where(np.isfinite(noise), noise, 0.0)
+
+
+def _rel_error(c: _Call) -> float:
+    ref = misconceptions._variant(c.obs.inputs.exercise if isinstance(c.obs.inputs, Inputs) else "manual_attention", {})
+    with np.errstate(all="ignore"):
+        expected = np.asarray(ref(*c.obs.inputs.positional()), dtype=np.float64)
+        if expected.shape != c.obs.values.shape:
+            return math.inf
+        scale = max(float(np.nanmax(np.abs(expected), initial=0.0)), 1e-12)
+        diff = np.abs(c.obs.values - expected)
+        return float(np.nanmax(diff, initial=0.0)) / scale if not np.all(np.isnan(diff)) else math.inf
 
 
 def _cast(value: Any, dtype: str) -> Any:
@@ -130,34 +578,50 @@ def _cast(value: Any, dtype: str) -> Any:
     return value
 
 
-def _square_only(result: Any, backend: str, failing: list, passing: list) -> dict[str, Any] | None:
-    """Every value case with seq_q != seq_k fails and every one with seq_q == seq_k (>= 2) passes."""
-
-    def shapes(evidence: list) -> list[tuple[str, bool]]:
-        out = []
-        for e in evidence:
-            if e.case.property in STRUCTURAL_PROPERTIES:
-                continue
-            for obs in e.observations:
-                if isinstance(obs.inputs, Inputs) and obs.inputs.exercise == "manual_attention":
-                    d = obs.inputs.dims
-                    out.append((e.case.id, d["seq_q"] == d["seq_k"] and d["seq_q"] >= 2))
-        return out
-
-    bad = shapes(failing)
-    good = shapes(passing)
-    if not bad or any(square for _, square in bad) or not any(square for _, square in good) or not all(square for _, square in good):
-        return None
-    return {"failed_cases": sorted({c for c, _ in bad}), "rule": "every case with seq_q != seq_k fails, every case with seq_q == seq_k passes"}
+def _mask_of(obs: Any) -> Any:
+    return obs.inputs.args.get("mask") if isinstance(obs.inputs, Inputs) else None
 
 
-def _gradients_only(result: Any, backend: str, failing: list, passing: list) -> dict[str, Any] | None:
-    """Gradients are wrong while every value case passes: a step autograd cannot see (.data, no_grad)."""
-    wrong = _failed_with(result, backend, "gradients_match", ("is wrong although the forward values may be right",))
-    values_fail = any(e.case.property not in STRUCTURAL_PROPERTIES for e in failing)
-    if not wrong or values_fail:
-        return None
-    return {"failed_cases": wrong, "rule": "gradient cases fail while every value case passes"}
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
-RULES: dict[str, Callable[[Any, str, list, list], dict[str, Any] | None]] = {"square_only": _square_only, "gradients_only": _gradients_only}
+def _flatten(knobs: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for k, v in knobs.items():
+        if isinstance(v, dict):
+            out.extend(_flatten(v, f"{prefix}{k}."))
+        else:
+            out.append((prefix + k, repr(v)))
+    return out
+
+
+def _lift_knobs(exercise: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    if exercise == "multi_head_attention":
+        return {"attention": knobs}
+    if exercise == "transformer_block":
+        return {"mha": {"attention": knobs}}
+    return knobs
+
+
+def _params(m: Misconception, knobs: dict[str, Any] | None) -> dict[str, Any]:
+    """The fitted parameters worth reporting: the knobs a grid family varies (an eps, a fill value),
+    or a fitted scale factor."""
+    if knobs is None or (not m.grid and m.id not in _FALLBACK_ONLY):
+        return {}
+    chosen = dict(_flatten_raw(knobs))
+    if m.grid:
+        varying = {k for g in m.grid for k, v in _flatten_raw(g) if any(dict(_flatten_raw(h)).get(k) != v for h in m.grid)}
+    else:
+        varying = set(chosen)
+    return {k.rsplit(".", 1)[-1]: v for k, v in chosen.items() if k in varying}
+
+
+def _flatten_raw(knobs: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in knobs.items():
+        out.extend(_flatten_raw(v, f"{prefix}{k}.") if isinstance(v, dict) else [(prefix + k, v)])
+    return out

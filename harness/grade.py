@@ -32,6 +32,7 @@ from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
 from .loader import build_fixed_inputs
 from .patterns import attach_patterns
 from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
+from .reports.failure import redact, render_failure
 from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
 from .runner import CaseSession, InProcessRunner, Limits, LoadReport, WorkerPool, WorkerSession
 from .scoring import score_case, score_exercise
@@ -262,7 +263,7 @@ def _grade_exercise(
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)
     if run.evidence:
-        diagnose(run)
+        diagnose(run, source="\n".join(c.source for c in submission.chunks))
     return run
 
 
@@ -400,7 +401,8 @@ def _run_case(
         for dtype in case.dtypes:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                inst = InstanceResult(backend, dtype, "error", f"{BUDGET_SPENT} (the submission's {options.limits.submission_timeout:g} s budget was used up by earlier cases)")
+                message = f"{BUDGET_SPENT} (the submission's {options.limits.submission_timeout:g} s budget was used up by earlier cases)"
+                inst = InstanceResult(backend, dtype, "error", message, failure={"kind": "not_run", "outcome": "error", "claim": message, "hints": [], "claim_hidden": message})
                 skipped += 1
             else:
                 if cs is None:
@@ -496,19 +498,14 @@ def _repro(submission: Submission, case: Case, options: GradeOptions) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-_REVEALING = (" [", ": worst ", ", e.g. ", ", but should be ", " (permutation ", " in ")
-
-
 def _redact(inst: InstanceResult) -> None:
-    """Hidden cases: keep the verdict, the kind of failure and the likely mistake; drop anything
-    that reveals inputs or expected values (call shapes, worst elements, samples, examples)."""
+    """Hidden cases: keep the verdict, the kind of failure and the hints; drop the fields that
+    reveal inputs or expected values (the call, values, positions, samples, examples)."""
     if inst.outcome == "passed":
         return
-    text = inst.message.split("\n")[0]
-    if text.startswith("out.shape="):
-        text = "out has the wrong shape"
-    cut = min([i for i in (text.find(m) for m in _REVEALING) if i > 0], default=len(text))
-    inst.message = text[:cut].rstrip(" ,:") + " [hidden case: inputs not shown]"
+    failure = inst.failure or {"kind": "other", "claim_hidden": "the case failed"}
+    inst.failure = redact(failure)
+    inst.message = render_failure(inst.failure, hidden=True)
     inst.example = None
     inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error")}
 
@@ -539,11 +536,19 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
         prop.check(ctx, inputs)
         return InstanceResult(backend, dtype, "passed")
     except Failed as exc:
-        return InstanceResult(backend, dtype, exc.kind, exc.message, exc.likely, details=exc.details)
+        return InstanceResult(backend, dtype, exc.kind, exc.message, exc.likely, details=exc.details, failure=exc.failure)
     except CaseAborted as exc:
-        return InstanceResult(backend, dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}")
+        return _aborted(ctx, case, exc)
     except Exception as exc:  # noqa: BLE001 - fail closed: a bug in attnspec fails this case, with the reason, and nothing else
-        return InstanceResult(backend, dtype, "error", f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it")
+        message = f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it"
+        return InstanceResult(backend, dtype, "error", message, failure={"kind": "internal", "outcome": "error", "claim": message, "hints": [], "claim_hidden": "internal error in attnspec while checking this case"})
+
+
+def _aborted(ctx: CaseContext, case: Case, exc: CaseAborted, example: str | None = None) -> InstanceResult:
+    """The case's process died (timeout, crash): an error with the kind of problem as data."""
+    message = f"{case.exercise} {exc.outcome.problem(ctx.limits)}"
+    failure = {"kind": exc.outcome.status, "outcome": "error", "claim": message, "function": case.exercise, "hints": [], "claim_hidden": f"{case.exercise} did not return ({exc.outcome.status})"}
+    return InstanceResult(ctx.backend, ctx.dtype, "error", message, example=example, failure=failure)
 
 
 _INPUTS: OrderedDict[tuple[Any, ...], Inputs | None] = OrderedDict()
@@ -621,16 +626,17 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
             raise
     if state["aborted"] is not None:
         exc, drawn = state["aborted"]
-        return InstanceResult(ctx.backend, ctx.dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}", example=make(drawn).label())
+        return _aborted(ctx, case, exc, make(drawn).label())
     inputs = make(minimal)
     ctx.recording = True
     try:
         prop.check(ctx, inputs)
     except Failed as exc:
-        return InstanceResult(ctx.backend, ctx.dtype, exc.kind, exc.message, exc.likely, example=inputs.label(), details=exc.details)
+        return InstanceResult(ctx.backend, ctx.dtype, exc.kind, exc.message, exc.likely, example=inputs.label(), details=exc.details, failure=exc.failure)
     except CaseAborted as exc:
-        return InstanceResult(ctx.backend, ctx.dtype, "error", f"{case.exercise} {exc.outcome.problem(ctx.limits)}", example=inputs.label())
-    return InstanceResult(ctx.backend, ctx.dtype, "error", "the submission failed this example once and passed it when rerun: its output is not deterministic", example=inputs.label())
+        return _aborted(ctx, case, exc, inputs.label())
+    message = "the submission failed this example once and passed it when rerun: its output is not deterministic"
+    return InstanceResult(ctx.backend, ctx.dtype, "error", message, example=inputs.label(), failure={"kind": "nondeterministic", "outcome": "error", "claim": message, "hints": [], "claim_hidden": message})
 
 
 # ---------------------------------------------------------------- implementation rules

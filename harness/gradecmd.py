@@ -267,7 +267,7 @@ def _write_report(out_dir: Path, name: str, fmt: str, text: str) -> Path:
 def _render(result: GradeResult, args: argparse.Namespace, *, color: bool) -> str:
     from .reports import render
 
-    return render(result, args.format, color=color and args.format == "text", verbose=args.verbose, timings=not args.no_timings)
+    return render(result, args.format, color=color and args.format == "text", verbose=args.verbose, timings=not args.no_timings, max_failures=args.max_failures, concise=args.concise)
 
 
 def _color(args: argparse.Namespace) -> bool:

@@ -30,6 +30,9 @@ class InstanceResult:
     details: dict[str, Any] = field(default_factory=dict)
     calls: int = 0
     duration: float = 0.0
+    # The failure as data (kind, got, expected, where, call, evidence, hints as catalogue ids);
+    # `message` and `likely` are its text rendering, kept for older consumers.
+    failure: dict[str, Any] | None = None
 
 
 @dataclass
@@ -76,6 +79,8 @@ class Diagnosis:
     reference: str
     backend: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # fitted parameters (an eps, a scale factor)
+    confidence: str = "high"  # high | medium
 
 
 @dataclass
@@ -90,6 +95,7 @@ class ExerciseResult:
     cases: list[CaseResult] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     diagnosis_note: str | None = None
+    diagnosis_facts: list[dict[str, Any]] = field(default_factory=list)  # what is known when nothing is named
     location: str | None = None  # where the function is defined
     signature: str | None = None
 
@@ -155,6 +161,7 @@ class GradeResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GradeResult":
         d = dict(data)
+        d.pop("headline", None)  # derived, rendered first by the JSON reporter
         d["exercises"] = [_exercise_from_dict(e) for e in d.get("exercises", [])]
         d["not_run"] = [NotRun(**n) for n in d.get("not_run", [])]
         d["load"] = LoadInfo(**d.get("load", {}))

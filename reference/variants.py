@@ -83,6 +83,18 @@ def _neg_inf_like(x: Any) -> Any:
     return x * 0 - math.inf
 
 
+def _fill_like(x: Any, value: float) -> Any:
+    return x * 0 + value
+
+
+def _from_numpy(a: np.ndarray, like: Any) -> Any:
+    if is_torch(like):
+        import torch
+
+        return torch.as_tensor(a)
+    return a
+
+
 def _as_mask(mask: Any, like: Any) -> Any:
     if is_torch(like):
         return mask.to(like.dtype)
@@ -92,14 +104,18 @@ def _as_mask(mask: Any, like: Any) -> Any:
 # ---------------------------------------------------------------- attention
 
 ATTENTION_DEFAULTS = {
-    "scale": "sqrt_d_head",  # none | d_head | sqrt_d_model | after_softmax
+    "scale": "sqrt_d_head",  # none | d_head | sqrt_d_v | sqrt_d_model | mul_sqrt_d_head | after_softmax | a float: that multiple of 1/sqrt(d_head)
     "scores": "QK",  # KQ: K @ Q^T
-    "softmax_axis": "keys",  # queries
-    "mask_mode": "add",  # ignore | subtract | keep01 | after_softmax
+    "softmax_axis": "keys",  # queries | heads (axis 1 of the 4-D scores)
+    "mask_mode": "add",  # ignore | subtract | keep01 | after_softmax | neginf_only | scaled | own_causal | always_causal
+    "causal_diagonal": 1,  # own_causal / always_causal: triu(diagonal=...) of the learner's own mask
+    "mask_fill": -math.inf,  # keep01 / neginf_only: the value blocked scores are set to (e.g. -1e9)
     "mask_4d": "ok",  # first: mask[0, 0] used for every (batch, head)
     "stable": True,  # False: exp without subtracting the row max
     "returns": "output",  # pattern
     "seq": "ok",  # square_only: uses seq_q where seq_k belongs (an error when they differ)
+    "batch": "ok",  # first_broadcast: batch element 0 copied to all | first_only: a batch of 1
+    "precision": "native",  # float32: computed in float32 whatever the inputs' dtype
 }
 
 
@@ -113,6 +129,9 @@ def softmax(scores: Any, axis: int = -1, stable: bool = True) -> Any:
 def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
     """manual_attention with knobs (see ATTENTION_DEFAULTS)."""
     k = {**ATTENTION_DEFAULTS, **knobs}
+    if k["batch"] != "ok" or k["precision"] != "native":
+        inner = {**k, "batch": "ok", "precision": "native"}
+        return _exercise_wrapper(_attention_plain, (Q, K, V, mask), inner, k["batch"], k["precision"], batch_args=3)
     B, H, Tq, D = Q.shape
     if k["scores"] == "KQ":
         scores = K @ _swap(Q)  # (B, H, Tk, Tq): only fits when seq_q == seq_k
@@ -120,27 +139,86 @@ def attention(Q: Any, K: Any, V: Any, mask: Any = None, **knobs: Any) -> Any:
         scores = Q @ _swap(K)  # (B, H, Tq, Tk)
     if k["seq"] == "square_only":
         scores = scores.reshape(B, H, Tq, Tq)  # the query length used for the key axis: fails unless seq_q == seq_k
-    factor = {"sqrt_d_head": 1 / math.sqrt(D), "none": 1.0, "d_head": 1 / D, "sqrt_d_model": 1 / math.sqrt(D * H), "after_softmax": 1.0}[k["scale"]]
+    factor = _scale_factor(k["scale"], D, H, V.shape[-1])
+    mode = k["mask_mode"]
+    if mode == "always_causal" or (mode == "own_causal" and mask is not None):
+        own = np.triu(np.full((Tq, K.shape[2]), -np.inf), k=k["causal_diagonal"])  # the learner's own mask, whatever was passed
+        mask = _as_mask(_from_numpy(own, Q), scores)
+        mode = "add"
+    if mask is not None and mode == "scaled":
+        scores = scores + _as_mask(mask, scores)  # the mask added before the division: scaled with the scores
     scores = scores * factor
     if mask is not None:
         mask = _as_mask(mask, scores)
         if k["mask_4d"] == "first" and mask.ndim == 4:
             mask = mask[0, 0]
-        if k["mask_mode"] == "add":
+        if mode == "add":
             scores = scores + mask
-        elif k["mask_mode"] == "subtract":
+        elif mode == "subtract":
             scores = scores - mask
-        elif k["mask_mode"] == "keep01":
-            scores = _where(mask == 0, _neg_inf_like(scores), scores)
-    axis = -1 if k["softmax_axis"] == "keys" else -2
+        elif mode == "keep01":
+            scores = _where(mask == 0, _fill_like(scores, k["mask_fill"]), scores)
+        elif mode == "neginf_only":  # masked_fill(isneginf(mask), -inf): finite biases dropped
+            scores = _where(mask == -math.inf, _fill_like(scores, k["mask_fill"]), scores)
+    axis = {"keys": -1, "queries": -2, "heads": 1}[k["softmax_axis"]]
     pattern = softmax(scores, axis=axis, stable=k["stable"])
     if k["scale"] == "after_softmax":
         pattern = pattern / math.sqrt(D)
-    if mask is not None and k["mask_mode"] == "after_softmax":
+    if mask is not None and mode == "after_softmax":
         pattern = _where(mask == -math.inf, pattern * 0, pattern)
     if k["returns"] == "pattern":
         return pattern
     return pattern @ V
+
+
+_attention_plain = attention  # the function itself, even where a submission redefines the public name
+
+def _scale_factor(scale: Any, d_head: int, n_heads: int, d_v: int) -> float:
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        return float(scale) / math.sqrt(d_head)  # a fitted multiple of the correct factor
+    return {
+        "sqrt_d_head": 1 / math.sqrt(d_head),
+        "none": 1.0,
+        "d_head": 1 / d_head,
+        "sqrt_d_v": 1 / math.sqrt(d_v),
+        "sqrt_d_model": 1 / math.sqrt(d_head * n_heads),
+        "mul_sqrt_d_head": math.sqrt(d_head),
+        "after_softmax": 1.0,
+    }[scale]
+
+
+def _to_float32(a: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: _to_float32(v) for k, v in a.items()}
+    if is_torch(a):
+        return a.float()
+    if isinstance(a, np.ndarray):
+        return a.astype(np.float32)
+    return a
+
+
+def _exercise_wrapper(fn: Any, args: tuple, knobs: dict, batch: str, precision: str, *, batch_args: int = 1) -> Any:
+    """Batch and precision mistakes, shared by the three exercises: computed on batch element 0
+    only (copied to every batch position, or returned as a batch of 1), or in float32."""
+    args = list(args)
+    dtype = args[0].dtype
+    if batch != "ok":
+        n = args[0].shape[0]
+        for i in range(batch_args):
+            args[i] = args[i][:1]
+        mask = args[-1]
+        if mask is not None and getattr(mask, "ndim", 0) == 4:
+            args[-1] = mask[:1]
+    if precision == "float32":
+        args = [_to_float32(a) for a in args]
+    out = fn(*args, **knobs)
+    if precision == "float32":
+        out = out.to(dtype) if is_torch(out) else out.astype(dtype)
+    if batch == "first_broadcast":
+        if is_torch(out):
+            return out.expand(n, *out.shape[1:]).clone()
+        return np.repeat(out, n, axis=0)
+    return out
 
 
 # ---------------------------------------------------------------- causal mask
@@ -168,6 +246,8 @@ MHA_DEFAULTS = {
     "w_o": True,  # False: W_O forgotten
     "residual": False,  # True: returns x + edit
     "attention": None,  # knobs for the per-head attention
+    "batch": "ok",  # first_broadcast | first_only (see ATTENTION_DEFAULTS)
+    "precision": "native",  # float32
 }
 
 
@@ -193,6 +273,9 @@ def merge_heads(heads: Any, how: str = "ok") -> Any:
 def multi_head_attention(x: Any, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, n_heads: int, mask: Any = None, **knobs: Any) -> Any:
     """multi_head_attention with knobs (see MHA_DEFAULTS)."""
     k = {**MHA_DEFAULTS, **knobs}
+    if k["batch"] != "ok" or k["precision"] != "native":
+        inner = {**k, "batch": "ok", "precision": "native"}
+        return _exercise_wrapper(_mha_plain, (x, W_Q, W_K, W_V, W_O, n_heads, mask), inner, k["batch"], k["precision"])
     if k["weights"] == "x@W.T":
         W_Q, W_K, W_V, W_O = (_swap(w) for w in (W_Q, W_K, W_V, W_O))
     q = split_heads(x @ W_Q, n_heads, k["split"])
@@ -214,6 +297,8 @@ def multi_head_attention(x: Any, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, n_heads
     return x + out if k["residual"] else out
 
 
+_mha_plain = multi_head_attention  # the function itself, even where a submission redefines the public name
+
 # ---------------------------------------------------------------- transformer block
 
 BLOCK_DEFAULTS = {
@@ -224,23 +309,32 @@ BLOCK_DEFAULTS = {
     "activation": "gelu",  # gelu_tanh | relu
     "ln2_input": "a",  # x: second LayerNorm applied to the block input
     "mha": None,  # knobs for the attention sublayer
+    "eps_value": None,  # another LayerNorm eps (default 1e-5)
+    "ln_affine": True,  # False: LayerNorm without its gain and bias
+    "mlp_bias": True,  # False: b_in and b_out never added
+    "attn_residual": True,  # False: the attention edit is not added to x
+    "batch": "ok",
+    "precision": "native",
 }
 
 
-def layer_norm(x: Any, g: Any, b: Any, *, variance: str = "biased", eps: str = "inside") -> Any:
+def layer_norm(x: Any, g: Any, b: Any, *, variance: str = "biased", eps: str = "inside", eps_value: float | None = None) -> Any:
     D = x.shape[-1]
+    e = numpy_ref.LAYER_NORM_EPS if eps_value is None else eps_value
     mean = _mean(x, -1)
     var = _mean((x - mean) ** 2, -1)
     if variance == "unbiased":
         var = var * D / (D - 1)
     if eps == "outside":
-        return (x - mean) / (_sqrt(var) + numpy_ref.LAYER_NORM_EPS) * g + b
-    return (x - mean) / _sqrt(var + numpy_ref.LAYER_NORM_EPS) * g + b
+        return (x - mean) / (_sqrt(var) + e) * g + b
+    return (x - mean) / _sqrt(var + e) * g + b
 
 
 def activation(x: Any, kind: str = "gelu") -> Any:
     if kind == "relu":
         return x * (x > 0)
+    if kind == "gelu_sigmoid":
+        return x / (1 + _exp(-1.702 * x))
     if kind == "gelu_tanh":
         return 0.5 * x * (1 + _tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     return 0.5 * x * (1 + _erf(x / math.sqrt(2.0)))
@@ -249,20 +343,30 @@ def activation(x: Any, kind: str = "gelu") -> Any:
 def transformer_block(x: Any, params: dict, n_heads: int, mask: Any = None, **knobs: Any) -> Any:
     """transformer_block with knobs (see BLOCK_DEFAULTS)."""
     k = {**BLOCK_DEFAULTS, **knobs}
+    if k["batch"] != "ok" or k["precision"] != "native":
+        inner = {**k, "batch": "ok", "precision": "native"}
+        return _exercise_wrapper(_block_plain, (x, params, n_heads, mask), inner, k["batch"], k["precision"])
     p = params
 
     def ln(t: Any, which: str) -> Any:
-        return layer_norm(t, p[f"{which}_g"], p[f"{which}_b"], variance=k["variance"], eps=k["eps"])
+        if not k["ln_affine"]:
+            return layer_norm(t, 1.0, 0.0, variance=k["variance"], eps=k["eps"], eps_value=k["eps_value"])
+        return layer_norm(t, p[f"{which}_g"], p[f"{which}_b"], variance=k["variance"], eps=k["eps"], eps_value=k["eps_value"])
 
     def mha(t: Any) -> Any:
-        return multi_head_attention(t, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask, **(k["mha"] or {}))
+        return _mha_plain(t, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask, **(k["mha"] or {}))
 
     def mlp(t: Any) -> Any:
+        if not k["mlp_bias"]:
+            return activation(t @ p["W_in"], k["activation"]) @ p["W_out"]
         return activation(t @ p["W_in"] + p["b_in"], k["activation"]) @ p["W_out"] + p["b_out"]
 
     if k["norm"] == "post":
-        a = ln(x + mha(x), "ln1")
+        a = ln(x + mha(x) if k["attn_residual"] else mha(x), "ln1")
         return ln(a + mlp(a) if k["mlp_residual"] else mlp(a), "ln2")
-    a = x + mha(ln(x, "ln1"))
+    a = x + mha(ln(x, "ln1")) if k["attn_residual"] else mha(ln(x, "ln1"))
     h = mlp(ln(a if k["ln2_input"] == "a" else x, "ln2"))
     return a + h if k["mlp_residual"] else h
+
+
+_block_plain = transformer_block  # the function itself, even where a submission redefines the public name

@@ -39,20 +39,6 @@ _IMPL = {"manual_attention": "attention", "multi_head_attention": "_variant_mha"
 # Structural mistakes, as a learner would write them (one template per kind; {sig}, {args},
 # {impl}, {first} are filled in per exercise).
 _STRUCTURAL = {
-    "batch_one_only": """
-        def {name}({sig}):
-            args = [{args}]
-            B = args[0].shape[0]
-            args[0] = args[0][:1]
-            if {is_ma}:
-                args[1], args[2] = args[1][:1], args[2][:1]
-                if mask is not None and mask.ndim == 4:
-                    args[3] = mask[:1]
-            one = {impl}(*args)
-            if type(one).__module__.startswith("torch"):
-                return one.expand(B, *one.shape[1:]).clone()
-            return np.repeat(one, B, axis=0)
-        """,
     "modifies_inputs": """
         def {name}({sig}):
             out = {impl}({args})
@@ -80,6 +66,28 @@ _STRUCTURAL = {
                 return a.detach().numpy() if type(a).__module__.startswith("torch") else a
             out = {impl}(*[plain(a) for a in [{args}]])
             return torch.tensor(out, dtype={first}.dtype)
+        """,
+    "returns_tuple": """
+        def {name}({sig}):
+            out = {impl}({args})
+            return out, out
+        """,
+    "fails_without_mask": """
+        def {name}({sig}):
+            if mask is None:
+                raise TypeError("unsupported operand type(s) for +: 'Tensor' and 'NoneType'")
+            return {impl}({args})
+        """,
+    "no_grad": """
+        def {name}({sig}):
+            with torch.no_grad():
+                return {impl}({args})
+        """,
+    "half_fill_overflow": """
+        def {name}({sig}):
+            if mask is not None:
+                torch.zeros(1, dtype={first}.dtype).masked_fill(torch.tensor([True]), -1e9)
+            return {impl}({args})
         """,
     "data_write": """
         def manual_attention(Q, K, V, mask=None):

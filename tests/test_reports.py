@@ -397,3 +397,49 @@ def test_failed_case_without_instances_still_reads_as_failed():
     assert _counts(_junit(result)) == (2, 1, 0, 0)
     test = next(t for t in _gradescope(result)["tests"] if "[sdpa_rules]" in t["name"])
     assert test["status"] == "failed" and "Do not call" in test["output"]
+
+
+def _many_failures() -> GradeResult:
+    cases = [_case(f"sdpa_values_{i}", "failed", instances=[_inst(outcome="failed", message=WRONG_MSG, details=DETAILS)]) for i in range(4)]
+    shape = _case("sdpa_shape", "failed", instances=[_inst(outcome="failed", message=SHAPE_MSG)])
+    shape.property = "output_shape"
+    cases.append(shape)
+    diag = Diagnosis("ma.no_scaling", "no scaling of the scores", "Divide by sqrt(d_head).", "", "numpy", {"calls_reproduced": 5}, params={}, confidence="high")
+    return _grade([_exercise("sdpa", cases + [_case("sdpa_ok")], diagnoses=[diag])])
+
+
+def test_text_headline_and_diagnosis_come_before_the_failing_cases():
+    lines = render_text(_many_failures()).splitlines()
+    named = next(i for i, line in enumerate(lines) if "[ma.no_scaling] --" in line)
+    first_fail = next(i for i, line in enumerate(lines) if line.strip().startswith("FAIL"))
+    score = next(i for i, line in enumerate(lines) if line.startswith("[sdpa]"))
+    assert score < named < first_fail
+
+
+def test_text_max_failures_and_concise_show_a_count_of_the_rest():
+    result = _many_failures()
+    one = render_text(result, max_failures=1)
+    assert [line.split()[1] for line in one.splitlines() if line.strip().startswith("FAIL")] == ["sdpa_values_0"]
+    assert "and 4 more failing cases not shown" in one
+    concise = render_text(result, concise=True)
+    assert [line.split()[1] for line in concise.splitlines() if line.strip().startswith("FAIL")] == ["sdpa_values_0", "sdpa_shape"]
+    assert "and 3 more failing cases not shown" in concise
+    assert render_text(result).count("FAIL ") == 5
+
+
+def test_json_starts_with_the_headline_and_reads_back():
+    result = _many_failures()
+    text = render(result, "json")
+    data = json.loads(text)
+    assert list(data)[0] == "headline"
+    assert data["headline"] == [{"exercise": "sdpa", "status": "graded", "score": result.exercises[0].score, "max_score": result.exercises[0].max_score,
+                                 "failed_cases": 5, "mistakes": ["ma.no_scaling"], "note": None}]
+    assert render(GradeResult.from_dict(data), "json") == text
+
+
+def test_case_hints_render_from_catalogue_ids():
+    inst = _inst(outcome="failed", message=WRONG_MSG, failure={"kind": "values", "hints": ["ma.softmax_query_axis"]})
+    result = _grade([_exercise("sdpa", [_case("sdpa_values", "failed", instances=[inst])])])
+    assert "Likely mistake: softmax over the query axis [ma.softmax_query_axis]" in render_text(result)
+    inst.failure["hints"] = []
+    assert "Likely mistake" not in render_text(result)

@@ -18,20 +18,39 @@ from ..exercises import BACKENDS, EXERCISES, FUNCTIONS
 from ..inputs import Inputs
 from ..reference import numpy_ref
 from ..runner import CallOutcome, CaseRunner, GradRequest, Limits
+from ..reports.failure import render_failure
 from ..specmodel import Case, Tolerance
 
 ALL_EXERCISES = tuple(EXERCISES)
 
 
 class Failed(Exception):
-    """The submission does not have the property (kind 'failed') or its code broke (kind 'error')."""
+    """The submission does not have the property (kind 'failed') or its code broke (kind 'error').
 
-    def __init__(self, message: str, *, kind: str = "failed", likely: str | None = None, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.message = message
+    The failure is data (`failure`: kind, claim, got, expected, where, call, comparison, evidence,
+    hints as catalogue ids); `message` is its rendering, made by the reporters' renderer."""
+
+    def __init__(self, message: str | None = None, *, kind: str = "failed", likely: str | None = None, details: dict[str, Any] | None = None, failure: dict[str, Any] | None = None):
+        self.failure = dict(failure) if failure is not None else {"kind": "other", "claim": message}
+        self.failure.setdefault("outcome", kind)
+        self.failure.setdefault("hints", [])
+        self.details = details if details is not None else dict(self.failure.get("comparison") or {})
+        self.message = message if message is not None else render_failure(self.failure)
+        super().__init__(self.message)
         self.kind = kind
         self.likely = likely
-        self.details = details or {}
+
+
+def fail(kind: str, *, claim: str | None = None, call: str | None = None, comparison: dict[str, Any] | None = None, hints: list[str] | tuple[str, ...] = (),
+         evidence: dict[str, Any] | None = None, outcome: str = "failed", **fields: Any) -> Failed:
+    """A Failed carrying a structured failure; the message is rendered from the fields."""
+    failure: dict[str, Any] = {"kind": kind, "outcome": outcome, "claim": claim, "call": call, "hints": list(hints)}
+    if comparison is not None:
+        failure["comparison"] = comparison
+    if evidence:
+        failure["evidence"] = evidence
+    failure.update({k: v for k, v in fields.items() if v is not None})
+    return Failed(kind=outcome, failure=failure)
 
 
 class CaseAborted(Exception):
@@ -53,6 +72,8 @@ class Observation:
     values: np.ndarray | None
     status: str
     error_type: str | None = None
+    kind: str | None = None  # what came back: ndarray, tensor, tuple, list, none, ...
+    error_message: str | None = None
 
 
 @dataclass
@@ -114,8 +135,10 @@ class CaseContext:
                 self.tripwires.append(hit)
         if self.recording:
             out = outcome.output
+            error = outcome.error or {}
             self.observations.append(
-                Observation(function, inputs, self.backend, self.dtype, out.values if out is not None else None, outcome.status, (outcome.error or {}).get("type"))
+                Observation(function, inputs, self.backend, self.dtype, out.values if out is not None else None, outcome.status, error.get("type"),
+                            out.kind if out is not None else None, str(error.get("message", ""))[:300] or None)
             )
         if outcome.fatal:
             self.aborted = True
@@ -127,8 +150,14 @@ class CaseContext:
         outcome = self.call(inputs)
         call = self.describe_call(inputs)
         if not outcome.ok:
-            raise Failed(f"{self.exercise} {outcome.problem(self.limits)} [{call}]", kind="error")
+            raise self.call_failed(outcome, call)
         return outcome, call
+
+    def call_failed(self, outcome: CallOutcome, call: str, function: str | None = None) -> Failed:
+        """The call did not return (raised, timed out, crashed)."""
+        function = function or self.case.exercise
+        error = {"type": (outcome.error or {}).get("type"), "message": (outcome.error or {}).get("message")} if outcome.error else None
+        return fail("raised" if outcome.status == "raised" else outcome.status, claim=f"{function} {outcome.problem(self.limits)}", call=call, outcome="error", function=function, error=error)
 
     def describe_call(self, inputs: Inputs | list[Any], function: str | None = None) -> str:
         function = function or self.case.exercise
@@ -144,14 +173,18 @@ class CaseContext:
         """The call's output as float64 values of the expected shape, or Failed saying why not."""
         call = self.describe_call(inputs, function)
         if not outcome.ok:
-            raise Failed(f"{function or self.case.exercise} {outcome.problem(self.limits)} [{call}]", kind="error")
+            raise self.call_failed(outcome, call, function)
         out = outcome.output
         if out is None or out.kind == "none":
-            raise Failed(f"{what} is None: the function returned nothing [{call}]", likely="a missing `return` statement")
+            raise fail("none", claim=f"{what} is None: the function returned nothing", call=call, hints=["hint.missing_return"])
         if out.values is None:
-            raise Failed(f"{what} is {out.describe()}, which is not an array of numbers ({out.note or 'unreadable'}) [{call}]")
+            raise fail("not_array", claim=f"{what} is {out.describe()}, which is not an array of numbers ({out.note or 'unreadable'})", call=call, got=out.kind,
+                       claim_hidden=f"{what} is a {out.kind}, not an array of numbers" if out.kind in ("tuple", "list") else None)
         if expected_shape is not None and tuple(out.values.shape) != tuple(expected_shape):
-            raise Failed(f"{what}.shape={tuple(out.values.shape)}, but should be {tuple(expected_shape)} [{call}]", likely=self.shape_hint(tuple(out.values.shape), inputs))
+            got, want = tuple(out.values.shape), tuple(expected_shape)
+            axes = self.shape_hint(got, inputs)
+            raise fail("shape", claim=f"{what}.shape={got}, but should be {want}", call=call, got=list(got), expected=list(want),
+                       evidence={"axes": axes} if axes else None, note=axes, returned=out.kind)
         return out.values
 
     def shape_hint(self, shape: tuple[int, ...], inputs: Inputs | list[Any]) -> str | None:
@@ -163,10 +196,10 @@ class CaseContext:
             return None
         return f"the output's axes look like {names}; the contract returns ({', '.join(contract.output_shape)})"
 
-    def compare(self, got: np.ndarray, expected: np.ndarray, inputs: Inputs | list[Any], *, what: str = "out", tol: Tolerance | None = None, likely: str | None = None) -> None:
+    def compare(self, got: np.ndarray, expected: np.ndarray, inputs: Inputs | list[Any], *, what: str = "out", tol: Tolerance | None = None, hints: list[str] | None = None) -> None:
         mismatch = compare_values(got, expected, tol or self.tol, what)
         if mismatch is not None:
-            raise Failed(f"{mismatch.message} [{self.describe_call(inputs)}]", likely=likely, details=mismatch.details)
+            raise fail(value_kind(mismatch.details), call=self.describe_call(inputs), comparison=mismatch.details, hints=hints or [])
 
     def output_of(self, inputs: Inputs) -> np.ndarray:
         """Call the exercise function and return its values, requiring the contract's output shape."""
@@ -179,12 +212,20 @@ class CaseContext:
         return np.random.default_rng([seed, salt, 7919])
 
 
+def value_kind(details: dict[str, Any]) -> str:
+    """'shape', 'nonfinite' or 'values', from a comparison's details."""
+    if "got_shape" in details:
+        return "shape"
+    return "nonfinite" if details.get("nonfinite_kind") else "values"
+
+
 def require_nondegenerate(ctx: CaseContext, out: np.ndarray, inputs: Inputs, axis: int) -> None:
     """Relational properties only mean something if the output is finite and varies along `axis`."""
     if not np.all(np.isfinite(out)):
-        raise Failed(f"out contains NaN or inf, so the property cannot be checked [{ctx.describe_call(inputs)}]")
+        raise fail("nonfinite", claim="out contains NaN or inf, so the property cannot be checked", call=ctx.describe_call(inputs))
     if out.shape[axis] > 1 and np.allclose(out, np.take(out, [0], axis=axis), atol=0, rtol=0):
-        raise Failed(f"out is the same at every position, so it cannot depend on the tokens as attention does [{ctx.describe_call(inputs)}]")
+        raise fail("degenerate", claim="out is the same at every position, so it cannot depend on the tokens as attention does", call=ctx.describe_call(inputs),
+                   claim_hidden="out is the same at every position")
 
 
 def schema(**properties: Any) -> dict[str, Any]:

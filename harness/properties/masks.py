@@ -6,15 +6,18 @@ import numpy as np
 
 from ..compare import compare_values
 from ..inputs import BIAS_MASKS, BLOCKING_MASKS, CAUSAL_MASKS, PADDING_MASKS, Inputs
-from .base import CaseContext, Failed, PropertyInfo, register, require_nondegenerate, schema
+from .base import CaseContext, PropertyInfo, fail, register, require_nondegenerate, schema, value_kind
 from .values import likely_variant
 
 MASK_MISTAKES = {
-    "the mask is ignored": {"mask_mode": "ignore"},
-    "the mask is subtracted instead of added": {"mask_mode": "subtract"},
-    "the mask is read as a 0/1 keep-mask (0 = blocked) instead of an additive mask (0 = keep, -inf = blocked)": {"mask_mode": "keep01"},
-    "the mask is applied after the softmax (blocked weights zeroed, rows not renormalised, biases lost)": {"mask_mode": "after_softmax"},
-    "a 4-D mask is broadcast wrongly: one (batch, head) slice is used for all": {"mask_4d": "first"},
+    "ma.mask_ignored": {"mask_mode": "ignore"},
+    "ma.mask_subtracted": {"mask_mode": "subtract"},
+    "ma.mask_keep01": {"mask_mode": "keep01"},
+    "ma.mask_after_softmax": {"mask_mode": "after_softmax"},
+    "ma.mask_4d_broadcast": {"mask_4d": "first"},
+    "ma.mask_neginf_only": {"mask_mode": "neginf_only"},
+    "ma.mask_scaled": {"mask_mode": "scaled"},
+    "ma.mask_own_causal": {"mask_mode": "own_causal"},
 }
 
 
@@ -43,11 +46,13 @@ def check_future_independence(ctx: CaseContext, inputs: Inputs) -> None:
     past = (Ellipsis, slice(0, k), slice(None))
     mismatch = compare_values(got[past], out[past], ctx.tol, f"out[..., :{k}, :]", against="the outputs before the change")
     if mismatch is not None:
-        likely = likely_variant(ctx, inputs, out, MASK_MISTAKES) or "the causal mask does not reach the scores (or is applied after the softmax)"
-        raise Failed(f"changing {what} changed outputs at earlier positions 0..{k - 1}, which must not see them: {mismatch.message} [{call}]", likely=likely, details=mismatch.details)
+        found = likely_variant(ctx, inputs, out, MASK_MISTAKES)
+        raise fail("relation", claim=f"changing {what} changed outputs at earlier positions 0..{k - 1}, which must not see them", comparison=mismatch.details, call=call,
+                   hints=found or ["hint.mask_not_applied"], evidence={"reproduced_by": found}, claim_hidden="changing later tokens changed outputs at earlier positions, which must not see them")
     future = (Ellipsis, slice(k, None), slice(None))
     if np.allclose(got[future], out[future], rtol=0, atol=0):
-        raise Failed(f"changing {what} did not change the outputs at those positions either: the output does not depend on the tokens [{call}]")
+        raise fail("degenerate", claim=f"changing {what} did not change the outputs at those positions either: the output does not depend on the tokens", call=call,
+                   claim_hidden="the output does not depend on the tokens")
 
 
 def check_blocks_exactly(ctx: CaseContext, inputs: Inputs) -> None:
@@ -55,8 +60,9 @@ def check_blocks_exactly(ctx: CaseContext, inputs: Inputs) -> None:
     expected = ctx.expected(inputs)
     mismatch = compare_values(got, expected, ctx.tol)
     if mismatch is not None:
-        poison = " (blocked keys carry poison values of 1000, so any leak shows up as a large value)" if ctx.case.inputs and ctx.case.inputs.poison else ""
-        raise Failed(f"{mismatch.message}{poison} [{ctx.describe_call(inputs)}]", likely=likely_variant(ctx, inputs, got, MASK_MISTAKES), details=mismatch.details)
+        poison = "blocked keys carry poison values of 1000, so any leak shows up as a large value" if ctx.case.inputs and ctx.case.inputs.poison else None
+        found = likely_variant(ctx, inputs, got, MASK_MISTAKES)
+        raise fail(value_kind(mismatch.details), comparison=mismatch.details, note=poison, call=ctx.describe_call(inputs), hints=found, evidence={"reproduced_by": found})
     if inputs.mask_kind not in PADDING_MASKS:
         return
     # Keys blocked for every query must have no influence at all: change them, nothing may move.
@@ -81,7 +87,8 @@ def check_blocks_exactly(ctx: CaseContext, inputs: Inputs) -> None:
     moved_out = ctx.output_of(moved)
     mismatch = compare_values(moved_out[keep], got[keep], ctx.tol, "out", against="the outputs before the change")
     if mismatch is not None:
-        raise Failed(f"changing {what} changed other outputs: -inf entries must block exactly: {mismatch.message} [{ctx.describe_call(moved)}]", details=mismatch.details)
+        raise fail("relation", claim=f"changing {what} changed other outputs: -inf entries must block exactly", comparison=mismatch.details, call=ctx.describe_call(moved),
+                   claim_hidden="changing blocked keys changed other outputs: -inf entries must block exactly")
 
 
 def check_additive_bias(ctx: CaseContext, inputs: Inputs) -> None:
@@ -89,15 +96,17 @@ def check_additive_bias(ctx: CaseContext, inputs: Inputs) -> None:
     expected = ctx.expected(inputs)
     mismatch = compare_values(got, expected, ctx.tol)
     if mismatch is not None:
-        likely = likely_variant(ctx, inputs, got, MASK_MISTAKES) or "finite mask entries must be added to the scaled scores before the softmax"
-        raise Failed(f"finite mask entries must act as additive biases: {mismatch.message} [{ctx.describe_call(inputs)}]", likely=likely, details=mismatch.details)
+        found = likely_variant(ctx, inputs, got, MASK_MISTAKES)
+        raise fail(value_kind(mismatch.details), claim="finite mask entries must act as additive biases", comparison=mismatch.details, call=ctx.describe_call(inputs),
+                   hints=found, evidence={"reproduced_by": found}, claim_hidden="finite mask entries must act as additive biases")
     # Adding the same constant to every entry of a mask row cannot change a softmax.
     shifted = inputs.with_args(mask=inputs.args["mask"] + 5.0)
     require_nondegenerate(ctx, got, inputs, axis=-2)
     moved = ctx.output_of(shifted)
     mismatch = compare_values(moved, got, ctx.tol, "out(mask + 5)", against="the output with the original mask")
     if mismatch is not None:
-        raise Failed(f"adding 5 to every mask entry must not change the output (softmax is shift-invariant): {mismatch.message} [{ctx.describe_call(shifted)}]", details=mismatch.details)
+        raise fail("relation", claim="adding 5 to every mask entry must not change the output (softmax is shift-invariant)", comparison=mismatch.details, call=ctx.describe_call(shifted),
+                   claim_hidden="adding 5 to every mask entry changed the output (softmax is shift-invariant)")
 
 
 register(

@@ -8,7 +8,7 @@ import numpy as np
 from ..compare import compare_values
 from ..inputs import CAUSAL_MASKS, Inputs, dims_of
 from ..specmodel import Case
-from .base import CaseContext, Failed, PropertyInfo, register, require_nondegenerate, schema
+from .base import CaseContext, PropertyInfo, fail, register, require_nondegenerate, schema
 
 
 def _permutation(ctx: CaseContext, n: int) -> np.ndarray:
@@ -51,16 +51,13 @@ def check_permutation(ctx: CaseContext, inputs: Inputs) -> None:
     call = ctx.describe_call(moved)
     mismatch = compare_values(got, target, ctx.tol, "out(permuted)", against="the correspondingly permuted original output")
     if expect == "holds" and mismatch is not None:
-        raise Failed(f"{what} (permutation {perm.tolist()}): {mismatch.message} [{call}]", details=mismatch.details,
-                     likely="something depends on position or mixes tokens: e.g. softmax over the query axis, or a reshape that mixes the sequence axis with heads")
+        raise fail("relation", claim=f"{what} (permutation {perm.tolist()})", comparison=mismatch.details, call=call, hints=["hint.mixes_tokens"], claim_hidden=what)
     if expect == "breaks":
         margin = 100 * (ctx.tol.atol + ctx.tol.rtol * float(np.max(np.abs(target))))
         if float(np.max(np.abs(got - target))) <= margin:
-            raise Failed(
-                f"with a causal mask the output must change when the tokens are reordered (token i sees only tokens 0..i), "
-                f"but out(permuted x) equals the permuted out (permutation {perm.tolist()}) [{call}]",
-                likely="the mask is not applied: check that it reaches every head's scores before the softmax",
-            )
+            raise fail("relation", claim=f"with a causal mask the output must change when the tokens are reordered (token i sees only tokens 0..i), "
+                       f"but out(permuted x) equals the permuted out (permutation {perm.tolist()})", call=call, hints=["ma.mask_ignored", "hint.mask_not_applied"],
+                       claim_hidden="with a causal mask the output must change when the tokens are reordered, but it did not")
 
 
 def _validate_permutation(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]:
@@ -86,11 +83,8 @@ def check_batch_independence(ctx: CaseContext, inputs: Inputs) -> None:
         got = ctx.output_of(one)
         mismatch = compare_values(got, out[b : b + 1], ctx.tol, f"out(batch element {b} alone)", against="that element's output within the batch")
         if mismatch is not None:
-            raise Failed(
-                f"batch element {b} gives a different result alone than inside the batch of {out.shape[0]}: {mismatch.message} [{ctx.describe_call(one)}]",
-                likely="code that indexes batch element 0 (e.g. Q[0]) or mixes the batch axis into a reshape/sum",
-                details=mismatch.details,
-            )
+            raise fail("relation", claim=f"batch element {b} gives a different result alone than inside the batch of {out.shape[0]}", comparison=mismatch.details,
+                       call=ctx.describe_call(one), hints=["hint.mixes_batch"], evidence={"batch_element": b}, claim_hidden="a batch element gives a different result alone than inside the batch")
 
 
 def _slice(inputs: Inputs, *, batch: int | None = None, head: int | None = None) -> Inputs:
@@ -119,11 +113,8 @@ def check_head_independence(ctx: CaseContext, inputs: Inputs) -> None:
             got = ctx.output_of(one)
             mismatch = compare_values(got, out[:, h : h + 1], ctx.tol, f"out(head {h} alone)", against="that head's output among all heads")
             if mismatch is not None:
-                raise Failed(
-                    f"head {h} gives a different result alone than among {out.shape[1]} heads: {mismatch.message} [{ctx.describe_call(one)}]",
-                    likely="heads are mixed: a softmax or sum over the head axis, or a 4-D mask applied to the wrong heads",
-                    details=mismatch.details,
-                )
+                raise fail("relation", claim=f"head {h} gives a different result alone than among {out.shape[1]} heads", comparison=mismatch.details,
+                           call=ctx.describe_call(one), hints=["hint.mixes_heads"], claim_hidden="a head gives a different result alone than among all heads")
         return
     # multi_head_attention: with W_O = I the output columns of head h come from head h alone.
     a = inputs.args
@@ -145,15 +136,12 @@ def check_head_independence(ctx: CaseContext, inputs: Inputs) -> None:
         others[cols] = False
         mismatch = compare_values(got[..., others], out[..., others], ctx.tol, "out(other heads' columns)", against="the outputs before the change")
         if mismatch is not None:
-            raise Failed(
-                f"with W_O = I, changing only head {h}'s columns {cols.start}:{cols.stop} of W_Q, W_K, W_V must change only "
-                f"output columns {cols.start}:{cols.stop}; other columns changed too: {mismatch.message} [{ctx.describe_call(moved)}]",
-                likely="heads are split or merged wrongly: a reshape to (batch, n_heads, seq, d_head) without the transpose, "
-                "or columns assigned to heads in an interleaved order",
-                details=mismatch.details,
-            )
+            raise fail("relation", claim=f"with W_O = I, changing only head {h}'s columns {cols.start}:{cols.stop} of W_Q, W_K, W_V must change only "
+                       f"output columns {cols.start}:{cols.stop}; other columns changed too", comparison=mismatch.details, call=ctx.describe_call(moved),
+                       hints=["mha.split_no_transpose", "mha.heads_interleaved", "hint.mixes_heads"], claim_hidden="changing one head's projections changed other heads' output columns")
         if np.allclose(got[..., cols], out[..., cols], rtol=0, atol=0):
-            raise Failed(f"with W_O = I, changing head {h}'s projections did not change its output columns {cols.start}:{cols.stop} [{ctx.describe_call(moved)}]")
+            raise fail("degenerate", claim=f"with W_O = I, changing head {h}'s projections did not change its output columns {cols.start}:{cols.stop}", call=ctx.describe_call(moved),
+                       claim_hidden="changing a head's projections did not change its output columns")
 
 
 register(

@@ -13,7 +13,7 @@ from ..inputs import Inputs
 from ..reference import gradients, numpy_ref, variants
 from ..runner import GradRequest
 from ..specmodel import Case
-from .base import CaseContext, Failed, PropertyInfo, register, schema
+from .base import CaseContext, Failed, PropertyInfo, fail, register, schema, value_kind
 
 
 def check_matches_reference(ctx: CaseContext, inputs: Inputs) -> None:
@@ -36,8 +36,7 @@ def check_literal_values(ctx: CaseContext, inputs: Inputs) -> None:
         expected = np.asarray(check["expected"], dtype=np.float64)
         mismatch = compare_values(np.asarray(value, dtype=np.float64), expected, ctx.tol, label)
         if mismatch is not None:
-            note = f" ({check['note']})" if check.get("note") else ""
-            raise Failed(f"{mismatch.message}{note} [{ctx.describe_call(inputs)}]", details=mismatch.details)
+            raise fail(value_kind(mismatch.details), comparison=mismatch.details, note=check.get("note"), call=ctx.describe_call(inputs), evidence={"check": number})
 
 
 def validate_literal_values(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]:
@@ -95,6 +94,8 @@ ALTERNATIVE_SCALES = {
     "sqrt_d_model": "dividing by sqrt(d_model) instead of sqrt(d_head), the size of one head",
     "after_softmax": "dividing after the softmax instead of before it",
 }
+SCALE_IDS = {"none": "ma.no_scaling", "d_head": "ma.scale_d_head", "sqrt_d_model": "ma.scale_sqrt_d_model", "after_softmax": "ma.scale_after_softmax",
+             "sqrt_d_v": "ma.scale_sqrt_d_v", "mul_sqrt_d_head": "ma.scale_multiplied"}
 
 
 def with_attention_knobs(inputs: Inputs, **knobs: Any) -> np.ndarray:
@@ -106,17 +107,18 @@ def with_attention_knobs(inputs: Inputs, **knobs: Any) -> np.ndarray:
     return variants.transformer_block(*inputs.positional(), mha={"attention": knobs})
 
 
-def likely_variant(ctx: CaseContext, inputs: Inputs, got: np.ndarray, candidates: dict[str, dict[str, Any]]) -> str | None:
-    """The description of the first attention mistake that reproduces `got`, if any."""
+def likely_variant(ctx: CaseContext, inputs: Inputs, got: np.ndarray, candidates: dict[str, dict[str, Any]]) -> list[str]:
+    """The catalogue ids (manual_attention form) of the attention mistakes that reproduce `got` on this call."""
+    found = []
     with np.errstate(all="ignore"):
-        for description, knobs in candidates.items():
+        for ident, knobs in candidates.items():
             try:
                 alt = with_attention_knobs(inputs, **knobs)
             except (ValueError, IndexError):
                 continue
             if compare_values(got, alt, ctx.tol) is None:
-                return description
-    return None
+                found.append(ident)
+    return found
 
 
 def check_scale_discrimination(ctx: CaseContext, inputs: Inputs) -> None:
@@ -125,8 +127,8 @@ def check_scale_discrimination(ctx: CaseContext, inputs: Inputs) -> None:
     mismatch = compare_values(got, expected, ctx.tol)
     if mismatch is None:
         return
-    likely = likely_variant(ctx, inputs, got, {d: {"scale": s} for s, d in ALTERNATIVE_SCALES.items()})
-    raise Failed(f"{mismatch.message} [{ctx.describe_call(inputs)}]", likely=likely, details=mismatch.details)
+    found = likely_variant(ctx, inputs, got, {SCALE_IDS[s]: {"scale": s} for s in SCALE_IDS})
+    raise fail(value_kind(mismatch.details), comparison=mismatch.details, call=ctx.describe_call(inputs), hints=found, evidence={"reproduced_by": found})
 
 
 def validate_scale_discrimination(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]:
@@ -153,10 +155,9 @@ def check_numerical_stability(ctx: CaseContext, inputs: Inputs) -> None:
     got = ctx.output_of(inputs)
     if not np.all(np.isfinite(got)):
         bad = int((~np.isfinite(got)).sum())
-        raise Failed(
-            f"out has {bad} non-finite value(s) (NaN or inf) for attention scores of magnitude ~{_score_magnitude(ctx, inputs):.0e} [{ctx.describe_call(inputs)}]",
-            likely="exp() overflowed: subtract each row's maximum score before exponentiating (softmax is unchanged by that shift)",
-        )
+        found = likely_variant(ctx, inputs, got, {"ma.unstable_softmax": {"stable": False}})
+        raise fail("nonfinite", claim=f"out has {bad} non-finite value(s) (NaN or inf) for attention scores of magnitude ~{_score_magnitude(ctx, inputs):.0e}",
+                   call=ctx.describe_call(inputs), hints=["ma.unstable_softmax"], evidence={"reproduced_by": found, "nonfinite": bad}, claim_hidden="out has non-finite values (NaN or inf)")
     ctx.compare(got, ctx.expected(inputs), inputs)
 
 
@@ -172,10 +173,8 @@ def check_single_head(ctx: CaseContext, inputs: Inputs) -> None:
     expected = ctx.expected(inputs)
     mismatch = compare_values(got, expected, ctx.tol)
     if mismatch is not None:
-        raise Failed(
-            f"with n_heads=1 the sublayer must equal single-head attention softmax((xW_Q)(xW_K)^T/sqrt(d_model))(xW_V) @ W_O: {mismatch.message} [{ctx.describe_call(inputs)}]",
-            details=mismatch.details,
-        )
+        raise fail(value_kind(mismatch.details), claim="with n_heads=1 the sublayer must equal single-head attention softmax((xW_Q)(xW_K)^T/sqrt(d_model))(xW_V) @ W_O",
+                   comparison=mismatch.details, call=ctx.describe_call(inputs))
 
 
 # ---------------------------------------------------------------- causal_mask()
@@ -189,15 +188,18 @@ def check_causal_mask_function(ctx: CaseContext, inputs: Inputs | None) -> None:
             for j in range(n):
                 value = got[i, j]
                 if j <= i and value != 0:
-                    raise Failed(
-                        f"causal_mask({n})[{i}, {j}]={value:g}, but should be 0: position {i} may see position {j} [causal_mask({n}), {ctx.backend}]",
-                        likely="the diagonal is off by one (use triu with k=1: position i sees 0..i, itself included)" if i == j else "the mask blocks the past instead of the future",
-                    )
+                    hint = "ma.causal_mask_blocks_diagonal" if i == j else "hint.mask_blocks_past"
+                    raise fail("causal_mask", claim=f"causal_mask({n})[{i}, {j}]={value:g}, but should be 0: position {i} may see position {j}",
+                               call=f"causal_mask({n}), {ctx.backend}", hints=[hint], where=[i, j], got=float(value), expected=0.0, claim_hidden="causal_mask blocks a position it must let through")
                 if j > i and not value <= -1e4:
-                    raise Failed(
-                        f"causal_mask({n})[{i}, {j}]={value:g}, but should block (be -inf, or a large negative number such as -1e9): position {i} must not see the later position {j} [causal_mask({n}), {ctx.backend}]",
-                        likely="a 0/1 keep-mask instead of an additive mask (0 = keep, -inf = blocked)" if value == 0 or value == 1 else None,
-                    )
+                    if value in (0, 1) and got[0, 0] == 1:
+                        hints = ["ma.causal_mask_keep01"]
+                    elif value == 0 and j == i + 1:
+                        hints = ["ma.causal_mask_sees_next"]
+                    else:
+                        hints = []
+                    raise fail("causal_mask", claim=f"causal_mask({n})[{i}, {j}]={value:g}, but should block (be -inf, or a large negative number such as -1e9): position {i} must not see the later position {j}",
+                               call=f"causal_mask({n}), {ctx.backend}", hints=hints, where=[i, j], got=float(value), claim_hidden="causal_mask lets a position see a later one")
 
 
 # ---------------------------------------------------------------- gradients (PyTorch)
@@ -225,25 +227,30 @@ def check_gradients(ctx: CaseContext, inputs: Inputs) -> None:
     cotangent = ctx.rng(salt=17).standard_normal(shape)
     wrt = tuple(ctx.params.get("wrt") or gradient_inputs(inputs))
     outcome = ctx.call(inputs, grad=GradRequest(wrt, cotangent))
-    ctx.values(outcome, inputs, shape)
+    got = ctx.values(outcome, inputs, shape)
     call = ctx.describe_call(inputs)
+    forward_ok = compare_values(got, ctx.expected(inputs), ctx.tol) is None
+    evidence = {"forward_ok": forward_ok}
     if outcome.grad_error:
-        raise Failed(f"gradients could not be computed: {outcome.grad_error} [{call}]", likely="keep every step in torch operations so autograd can follow them")
+        no_graph = outcome.output is not None and outcome.output.requires_grad is False and outcome.output.kind == "tensor"
+        raise fail("no_graph" if no_graph else "grad_error", claim=f"gradients could not be computed: {outcome.grad_error}", call=call, evidence=evidence,
+                   hints=["hint.autograd_gap"] if forward_ok else [])
     if outcome.grad_missing:
-        raise Failed(f"no gradient reached {', '.join(outcome.grad_missing)}: the output does not depend on {'them' if len(outcome.grad_missing) > 1 else 'it'} through autograd [{call}]")
+        missing = ", ".join(outcome.grad_missing)
+        raise fail("grad_missing", claim=f"no gradient reached {missing}: the output does not depend on {'them' if len(outcome.grad_missing) > 1 else 'it'} through autograd",
+                   call=call, evidence={**evidence, "missing": list(outcome.grad_missing)})
     expected = VJPS[ctx.exercise](inputs.positional() + [cotangent])
     for name in wrt:
         key = name.split(".", 1)[1] if name.startswith("params.") else name
-        got = (outcome.grads or {}).get(name)
-        if got is None:
-            raise Failed(f"no gradient was returned for {name} [{call}]")
-        mismatch = compare_values(got, expected[key], ctx.tol, f"d(out)/d{name}")
+        grad = (outcome.grads or {}).get(name)
+        if grad is None:
+            raise fail("grad_missing", claim=f"no gradient was returned for {name}", call=call, evidence={**evidence, "missing": [name]})
+        mismatch = compare_values(grad, expected[key], ctx.tol, f"d(out)/d{name}")
         if mismatch is not None:
-            raise Failed(
-                f"the gradient with respect to {name} is wrong although the forward values may be right: {mismatch.message} [{call}]",
-                likely="a step that autograd cannot see: writing through .data, a .numpy() round trip, or detach() in the middle",
-                details=mismatch.details,
-            )
+            # Say the forward values are right only when they were.
+            claim = f"the gradient with respect to {name} is wrong although the forward values are right" if forward_ok else f"the gradient with respect to {name} is wrong (and so are the forward values)"
+            raise fail("gradient", claim=claim, comparison=mismatch.details, call=call, evidence={**evidence, "wrt": name}, hints=["hint.autograd_gap"] if forward_ok else [],
+                       claim_hidden=f"the gradient with respect to {name} is wrong")
 
 
 def _validate_grad(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]:

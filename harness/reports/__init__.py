@@ -23,13 +23,14 @@ STATUS_WORDS = {
 }
 
 
-def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False, timings: bool = True) -> str:
-    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format,
+def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: bool = False, timings: bool = True, max_failures: int | None = None, concise: bool = False) -> str:
+    """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format;
+    `concise` (first failing case per property) and `max_failures` limit the failure blocks of text;
     `timings=False` leaves wall-clock times out of the JSON format (reproducible bytes)."""
     if fmt == "text":
         from .text import render_text
 
-        return render_text(result, color=color, verbose=verbose)
+        return render_text(result, color=color, verbose=verbose, max_failures=max_failures, concise=concise)
     if fmt == "json":
         from .json_report import render_json
 
@@ -49,7 +50,7 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
     if fmt == "html":
         from .html import render_html
 
-        return render_html(result)
+        return render_html(result, concise=concise)
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -121,8 +122,50 @@ def error_summary(details: dict) -> str | None:
 
 
 def diagnosis_line(d: "Diagnosis") -> str:
-    text = f"Likely mistake: {d.title} [{d.id}] -- {d.feedback}"
+    params = ", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(d.params.items()))
+    text = f"Likely mistake: {d.title}" + (f" ({params})" if params else "") + f" [{d.id}] -- {d.feedback}"
     return text + (f" (course: {d.reference})" if d.reference else "")
+
+
+def verdict_lines(ex: "ExerciseResult") -> list[str]:
+    """The per-exercise verdict and the named mistakes (or what is known), before any failure block."""
+    lines = [exercise_headline(ex)]
+    lines.extend(f"  {diagnosis_line(d)}" for d in ex.diagnoses)
+    if not ex.diagnoses and ex.diagnosis_note and ex.failed_cases:
+        lines.append(f"  {ex.diagnosis_note}")
+    return lines
+
+
+def shown_failures(ex: "ExerciseResult", *, concise: bool = False, max_failures: int | None = None) -> tuple[list["CaseResult"], int]:
+    """The failing cases to show in full, and how many more failed: with `concise`, the first
+    failing case of each property; with `max_failures`, at most that many."""
+    failed = ex.failed_cases
+    shown = failed
+    if concise:
+        seen: set[str] = set()
+        shown = []
+        for c in failed:
+            if c.property not in seen:
+                seen.add(c.property)
+                shown.append(c)
+    if max_failures is not None:
+        shown = shown[: max(0, max_failures)]
+    return shown, len(failed) - len(shown)
+
+
+def hint_lines(inst: "InstanceResult") -> list[str]:
+    """'Likely mistake: title [id]' for the hints a case kept after diagnosis (catalogue ids)."""
+    from ..misconceptions import BY_ID
+
+    hints = (inst.failure or {}).get("hints") if inst.failure is not None else None
+    if hints is None:
+        return [f"Likely mistake: {inst.likely}"] if inst.likely else []
+    out = []
+    for h in hints[:1]:
+        m = BY_ID.get(h)
+        if m is not None:
+            out.append(f"Likely mistake: {m.title} [{m.id}]")
+    return out
 
 
 def exercise_headline(ex: "ExerciseResult") -> str:
@@ -162,8 +205,7 @@ def _instance_lines(bad: list["InstanceResult"], reveal: bool) -> list[str]:
         lines.append(f"  on {where(first)}")
     if len(bad) > 1:
         lines.append(f"  also failing on: {', '.join(where(i) for i in bad[1:])}")
-    if first.likely:
-        lines.append(f"Likely mistake: {first.likely}")
+    lines.extend(hint_lines(first))
     if not reveal:
         return lines
     if first.example:

@@ -118,7 +118,7 @@ def _case_output(case: CaseResult, notes: list[str]) -> str:
         lines += [f"Feedback: {case.feedback}"] if case.feedback else []
     else:
         lines = case_failure_lines(case)
-    return "\n".join(lines + notes)
+    return "\n".join(notes + lines)  # the named mistake first, then this case's evidence
 
 
 # -- top-level output ----------------------------------------------------------------------------

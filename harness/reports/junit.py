@@ -153,7 +153,7 @@ def _testcase(ex: ExerciseResult, case: CaseResult, row: _Row, diagnoses: list[s
     elif row.outcome in ("failed", "error"):
         bad = [i for i in row.instances if i.outcome != "passed"]
         sub = replace(case, instances=bad or case.instances)
-        text = "\n".join([f"{case.case_id}: {case.title} ({fmt_points(case.points)}/{fmt_points(case.max_points)} points)"] + case_failure_lines(sub, output=False) + diagnoses)
+        text = "\n".join(diagnoses + [f"{case.case_id}: {case.title} ({fmt_points(case.points)}/{fmt_points(case.max_points)} points)"] + case_failure_lines(sub, output=False))
         message = (sub.message or f"{case.case_id} {row.outcome}").splitlines()[0]
         kind = "failure" if row.outcome == "failed" else "error"
         _outcome_element(el, kind, message, "CaseFailed" if kind == "failure" else "CaseError", text)

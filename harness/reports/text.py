@@ -26,6 +26,7 @@ from . import (
     not_run_lines,
     percent,
     plural,
+    shown_failures,
     shows_inputs,
     strip_ansi,
 )
@@ -35,7 +36,7 @@ INDENT = "        "
 TAGS = {"passed": ("PASS", "green"), "failed": ("FAIL", "red"), "error": ("ERROR", "bold red"), "not_run": ("SKIP", "yellow")}
 
 
-def render_text(result: GradeResult, *, color: bool = False, verbose: bool = False) -> str:
+def render_text(result: GradeResult, *, color: bool = False, verbose: bool = False, max_failures: int | None = None, concise: bool = False) -> str:
     """The report a person reads in a terminal; ANSI colors only when `color` is true."""
     out = StringIO()
     console = Console(
@@ -52,14 +53,16 @@ def render_text(result: GradeResult, *, color: bool = False, verbose: bool = Fal
         force_interactive=False,
         legacy_windows=False,
     )
-    _TextReport(console, verbose).render(result)
+    _TextReport(console, verbose, max_failures, concise).render(result)
     return out.getvalue()
 
 
 class _TextReport:
-    def __init__(self, console: Console, verbose: bool):
+    def __init__(self, console: Console, verbose: bool, max_failures: int | None = None, concise: bool = False):
         self.console = console
         self.verbose = verbose
+        self.max_failures = max_failures
+        self.concise = concise
 
     def line(self, *parts: str | tuple[str, str]) -> None:
         """Print one line from plain strings and (text, style) pairs; never wrapped, never cropped.
@@ -132,12 +135,15 @@ class _TextReport:
             self.block(ex.message.splitlines(), indent="  ")
         if ex.location and self.verbose:
             self.line(f"  defined at {ex.location}" + (f": {ex.signature}" if ex.signature else ""))
+        self.diagnoses(ex)  # the verdict and the named mistakes first, then the evidence
         self.block(ex.backend_notes, indent="  note: ", style="dim")
-        for case in ex.failed_cases:
+        shown, more = shown_failures(ex, concise=self.concise, max_failures=self.max_failures)
+        for case in shown:
             self.failed_case(case)
+        if more:
+            self.line((f"  ... and {plural(more, 'more failing case')} not shown (run with --max-failures N or without --concise to see them)", "yellow"))
         self.passed_cases(ex)
         self.not_run_cases(ex)
-        self.diagnoses(ex)
 
     def failed_case(self, case: CaseResult) -> None:
         tag, style = TAGS[case.outcome]
@@ -146,7 +152,7 @@ class _TextReport:
         if not shows_inputs(case):
             self.line((f"{INDENT}(hidden case: its inputs and printed output are not shown)", "dim"))
         lines = case_failure_lines(case)
-        styles = {"Likely mistake:": "bold magenta", "Reproduce:": "cyan", "Feedback:": "italic"}
+        styles = {"Likely mistake:": "magenta", "Reproduce:": "cyan", "Feedback:": "italic"}
         for text in lines:
             style = next((s for prefix, s in styles.items() if text.startswith(prefix)), "")
             self.line((INDENT + text, style))

@@ -1,0 +1,86 @@
+"""Diagnosis benchmark: grade every learner-style file of a corpus and compare the named
+mistakes with the ones the file declares (`# mistakes: a, b` in its first line).
+
+Per file and in total: named (declared and diagnosed), unnamed (declared, not diagnosed) and
+wrong (diagnosed, not declared: the figure that must stay 0). Correct files (`# mistakes: none`)
+count a wrong name for every diagnosis they get.
+
+    python bench/bench_diagnosis.py [DIR ...] [--json OUT] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from attnspec.grade import GradeOptions, grade, torch_available
+from attnspec.loader import load_spec
+from attnspec.runner import WorkerPool
+
+HEADER = re.compile(r"#\s*mistakes:\s*(.*)")
+
+
+def declared(path: Path) -> list[str]:
+    text = path.read_text()
+    match = HEADER.search(text[:2000])
+    if match is None:
+        raise SystemExit(f"{path}: no '# mistakes:' header")
+    ids = [i.strip() for i in match.group(1).replace("\\n", "").strip('" ,').split(",")]
+    return sorted(i for i in ids if i and i != "none")
+
+
+def run_file(path: Path, spec, pool) -> dict:
+    want = set(declared(path))
+    start = time.monotonic()
+    result = grade(str(path), spec, GradeOptions(), pool)
+    got = {d.id for ex in result.exercises for d in ex.diagnoses}
+    return {
+        "file": path.name,
+        "declared": sorted(want),
+        "diagnosed": sorted(got),
+        "named": sorted(want & got),
+        "unnamed": sorted(want - got),
+        "wrong": sorted(got - want),
+        "notes": [ex.diagnosis_note for ex in result.exercises if ex.diagnosis_note and not ex.diagnoses],
+        "seconds": round(time.monotonic() - start, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dirs", nargs="*", default=[str(Path(__file__).parent / "diagnosis_corpus")])
+    ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args(argv)
+    files = sorted(p for d in args.dirs for p in Path(d).iterdir() if p.suffix in (".py", ".ipynb") and not p.name.startswith("_"))
+    if not torch_available():
+        files = [p for p in files if "torch" not in p.read_text()]
+    spec = load_spec()
+    with WorkerPool() as pool:
+        if torch_available():
+            pool.preload(["torch"])
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+            rows = []
+            for r in ex.map(lambda p: run_file(p, spec, pool), files):
+                rows.append(r)
+                mark = "WRONG" if r["wrong"] else ("ok" if not r["unnamed"] else "partial")
+                print(f"{mark:7} {r['file']:40} named {len(r['named'])}/{len(r['declared'])}" + (f"  unnamed {r['unnamed']}" if r["unnamed"] else "")
+                      + (f"  WRONG {r['wrong']}" if r["wrong"] else ""), flush=True)
+    total = {k: sum(len(r[k]) for r in rows) for k in ("declared", "named", "unnamed", "wrong")}
+    clean = sum(1 for r in rows if not r["declared"] and not r["diagnosed"])
+    correct_files = sum(1 for r in rows if not r["declared"])
+    pct = 100.0 * total["named"] / total["declared"] if total["declared"] else 100.0
+    print(f"\n{len(rows)} files: {total['named']}/{total['declared']} mistakes named ({pct:.1f}%), {total['unnamed']} unnamed, {total['wrong']} wrong; "
+          f"correct files without a diagnosis: {clean}/{correct_files}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"files": rows, "total": total, "named_percent": pct}, indent=2) + "\n")
+    return 1 if total["wrong"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

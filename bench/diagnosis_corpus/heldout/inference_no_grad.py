@@ -1,0 +1,16 @@
+# mistakes: mha.no_grad
+# Held-out: code copied from an inference script, wrapped in torch.inference_mode().
+import math
+
+import torch
+
+
+def multi_head_attention(x, W_Q, W_K, W_V, W_O, n_heads, mask=None):
+    with torch.inference_mode():
+        B, T, D = x.shape
+        d = D // n_heads
+        q, k, v = ((x @ W).view(B, T, n_heads, d).transpose(1, 2) for W in (W_Q, W_K, W_V))
+        s = q @ k.transpose(-1, -2) / math.sqrt(d)
+        if mask is not None:
+            s = s + mask
+        return (s.softmax(-1) @ v).transpose(1, 2).reshape(B, T, D) @ W_O

@@ -1,0 +1,18 @@
+# mistakes: ma.scale_multiplied
+import math
+import torch
+
+
+def manual_attention(Q, K, V, mask=None):
+    d_k = Q.size(-1)
+    scores = torch.matmul(Q, K.transpose(-2, -1))
+    scores = scores * math.sqrt(d_k)
+    if mask is not None:
+        scores = scores + mask
+    weights = torch.softmax(scores, dim=-1)
+    out = weights @ V
+    return out
+
+
+def causal_mask(seq_len):
+    return torch.full((seq_len, seq_len), float('-inf')).triu(1)

@@ -1,0 +1,18 @@
+# mistakes: ma.half_fill_overflow
+import math
+import torch
+
+
+def manual_attention(Q, K, V, mask=None):
+    d_k = Q.size(-1)
+    scores = torch.matmul(Q, K.transpose(-2, -1))
+    scores = scores / math.sqrt(d_k)
+    if mask is not None:
+        scores = scores.masked_fill(torch.isneginf(mask), -1e9) + mask.masked_fill(torch.isneginf(mask), 0)
+    weights = torch.softmax(scores, dim=-1)
+    out = weights @ V
+    return out
+
+
+def causal_mask(seq_len):
+    return torch.full((seq_len, seq_len), float('-inf')).triu(1)
