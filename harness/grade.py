@@ -263,7 +263,7 @@ def _grade_exercise(
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)
     if run.evidence:
-        diagnose(run, source="\n".join(c.source for c in submission.chunks))
+        diagnose(run, source="\n".join(f.text for f in submission.files))
     return run
 
 
