@@ -55,19 +55,30 @@ def error_result(display: str, message: str, *, status: str = "error") -> GradeR
 
 def grade_submission(entry: ClassEntry, spec: Any, options: Any, pool: Any = None, spec_error: str | None = None) -> GradeResult:
     """Grade one class entry; every problem (its files, the spec, attnspec itself) becomes its report."""
-    from .grade import grade
-
     if spec_error is not None:
         result = error_result(entry.display, f"the spec is invalid:\n{spec_error}")
-    elif entry.error is not None or entry.path is None:
+    elif entry.path is None:
         result = error_result(entry.display, entry.error or "no file to grade")
     else:
-        try:
-            result = grade(str(entry.path), spec, options, pool, display=entry.display, companions=[str(c) for c in entry.companions])
-        except AttnspecError as exc:
-            result = error_result(entry.display, str(exc))
-        except Exception as exc:  # noqa: BLE001 - the grader itself failed: still a report that says so
-            result = error_result(entry.display, f"internal error in attnspec: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+        # A file the layout refused (a FIFO, a device, a link out of its folder) is refused again by
+        # the loader, without being opened: its report says why, like any unreadable submission's.
+        result = _grade(entry, spec, options, pool)
+    return annotate(entry, result)
+
+
+def _grade(entry: ClassEntry, spec: Any, options: Any, pool: Any) -> GradeResult:
+    from .grade import grade
+
+    try:
+        return grade(str(entry.path), spec, options, pool, display=entry.display, companions=[str(c) for c in entry.companions])
+    except AttnspecError as exc:
+        return error_result(entry.display, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the grader itself failed: still a report that says so
+        return error_result(entry.display, f"internal error in attnspec: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+
+
+def annotate(entry: ClassEntry, result: GradeResult) -> GradeResult:
+    """A class run's report names the student, the layout and the helper files it was found with."""
     if entry.layout != "file":
         result.submission.update(student=entry.student, layout=entry.layout, companions=[_shown(entry, c) for c in entry.companions])
     return result

@@ -26,26 +26,27 @@ from .errors import UsageError
 CONNECT_TIMEOUT = "20s"
 
 _pool_lock = threading.Lock()
-_pool: Any = None
+_pools: dict[str, Any] = {}
 
 
-def _worker_pool() -> Any:
-    """This Dask worker process's attnspec worker pool, started on first use and kept for later tasks."""
-    global _pool
+def _worker_pool(sandbox: str = "auto") -> Any:
+    """This Dask worker process's attnspec worker pool for a sandbox level, started on first use
+    and kept for later tasks (the level travels with the grading options)."""
     with _pool_lock:
-        if _pool is None:
+        if sandbox not in _pools:
             from .runner import WorkerPool
 
-            _pool = WorkerPool()
-            atexit.register(close_worker_pool)
-        return _pool
+            if not _pools:
+                atexit.register(close_worker_pool)
+            _pools[sandbox] = WorkerPool(sandbox)
+        return _pools[sandbox]
 
 
 def close_worker_pool() -> None:
-    global _pool
     with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
         pool.close()
 
 
@@ -91,7 +92,7 @@ def grade_task(name: str, content: bytes, spec: Any, options: Any) -> dict[str, 
         target = Path(folder, *local_name(name).parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-        result = grade(str(target), spec, options, _worker_pool())
+        result = grade(str(target), spec, options, _worker_pool(getattr(options, "sandbox", "auto")))
         return _rename(result.to_dict(), {str(target): name, folder + os.sep: "", folder: "."})
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -292,7 +292,7 @@ def _complain(entry: ClassEntry, result: GradeResult, args: argparse.Namespace) 
 
 def _grade_on_cluster(entries: list[ClassEntry], spec: Any, spec_error: str | None, options: Any, on_result: Any, args: argparse.Namespace) -> int:
     """--cluster: the same reports, gradebook and exit code, with the grading done by Dask workers."""
-    from .classrun import error_result
+    from .classrun import annotate, error_result
     from .cluster import grade_on_cluster
 
     codes = []
@@ -303,7 +303,8 @@ def _grade_on_cluster(entries: list[ClassEntry], spec: Any, spec_error: str | No
             on_result(i, result, False)
             codes.append(_exit_code(result, args))
     graded = grade_on_cluster(args.cluster, [str(e.path) for _, e in gradable], spec, options, on_error=lambda path, message: error_result(path, message))
-    for (i, _), (_, result) in zip(gradable, graded):
+    for (i, entry), (_, result) in zip(gradable, graded):
+        result = annotate(entry, result)
         on_result(i, result, False)
         codes.append(_exit_code(result, args))
     return max(codes) if codes else 2

@@ -222,7 +222,7 @@ def test_workflow_grades_once_to_json_then_renders_for_github_and_uploads_always
     grade = next(s for s in steps if s.get("id") == "grade")
     assert "--format json" in grade["run"]
     assert 'attnspec autograder github "${reports[@]}" --min-score "$MIN_SCORE" --junit-dir reports' in grade["run"]
-    assert "TODO(integrator): add `--sandbox strict`" in grade["run"]
+    assert "args+=(--sandbox strict)" in grade["run"]  # learner code only inside the sandbox, or not at all
     upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact"))
     assert upload["if"] == "always()", "the reports must be uploaded even when grading fails the job"
     assert upload["with"]["path"].rstrip("/") == "reports"

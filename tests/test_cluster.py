@@ -74,10 +74,10 @@ def test_cluster_with_timings_still_validates(cluster, tmp_path, monkeypatch):
     assert all(pools_before.values())
 
 
-def _pool_pid() -> int | None:
+def _pool_pid() -> dict[str, int]:
     from attnspec import cluster as module
 
-    return module._pool._proc.pid if module._pool is not None else None
+    return {level: pool._proc.pid for level, pool in module._pools.items()}
 
 
 def test_unreachable_scheduler_is_a_usage_error(tmp_path):

@@ -98,7 +98,11 @@ def report(path: Path) -> dict:
 
 
 def comparable(data: dict) -> dict:
-    return strip_timings(data)
+    """A report minus what only says how it was run: timings, and the class layout's note of the
+    student and their files (absent when a file is graded alone)."""
+    data = strip_timings(data)
+    data["submission"] = {k: v for k, v in data["submission"].items() if k not in ("student", "layout", "companions")}
+    return data
 
 
 def class_folder(tmp_path: Path, names: list[str]) -> Path:
