@@ -38,7 +38,7 @@ def ma_numpy_vec(k: dict) -> str:
     cast_in = "    Q, K, V = Q.astype(np.float32), K.astype(np.float32), V.astype(np.float32)\n" if k["precision"] == "f32" else ""
     batch = "    B = Q.shape[0]\n    Q, K, V = Q[:1], K[:1], V[:1]\n    if mask is not None and mask.ndim == 4:\n        mask = mask[:1]\n" if k["batch"] != "ok" else ""
     scores = "K @ np.swapaxes(Q, -1, -2)" if k["kq"] else "Q @ np.swapaxes(K, -1, -2)"
-    s = f"import math\nimport numpy as np\n\n\ndef softmax(x, axis=-1):\n"
+    s = "import math\nimport numpy as np\n\n\ndef softmax(x, axis=-1):\n"
     s += "    x = x - x.max(axis=axis, keepdims=True)\n" if k["stable"] else ""
     s += "    e = np.exp(x)\n    return e / e.sum(axis=axis, keepdims=True)\n\n\n"
     s += "def manual_attention(Q, K, V, mask=None):\n" + batch + "    dtype = Q.dtype\n" + cast_in

@@ -11,13 +11,11 @@ import argparse
 import json
 import os
 import sys
-import time
-import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
-from .errors import AttnspecError, SpecError, UsageError
+from .errors import AttnspecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
 from .gradecmd import DEFAULT_MEMORY_MB, REPORT_SUFFIX  # noqa: F401 - re-exported

@@ -1,4 +1,4 @@
-"""The exercise contracts as data (../shared/design/exercises.md), used by every stage.
+"""The exercise contracts as data (docs/contracts.md), used by every stage.
 
 Input building, spec validation, static analysis, the worker's signature check and the starter
 generator all read argument names, positional order and shapes from here, so they cannot drift.

@@ -18,17 +18,17 @@ from .reference import variants
 from .reference.variants import is_torch
 
 COURSE = {
-    "formula": "course text 003, 'The Attention Formula': softmax(Q K^T / sqrt(d_k)) V, softmax over the last axis (dim=-1)",
-    "scale_why": "course text 003, Tyla's exercise: why divide by sqrt(d_k)? (variance of Q.K for unit-variance Q, K)",
-    "masking": "course text 003, 'Causal Masking': the mask is added to the scores before the softmax (0 = keep, -inf = blocked)",
-    "masking_002": "course text 002, 'Masking': upper-triangle entries set to -inf before the softmax",
-    "mha": "course text 003, 'Multi-Head Attention': view(batch, seq, n_heads, d_head).transpose(1, 2), then back and W_O",
-    "mha_block": "course text 000, 'Attention inside the block': heads read slices of the width, concat, then one W_O; the edit is added by the residual",
-    "block": "contracts (exercises.md) and course text 001: pre-norm block, LayerNorm -> attention -> add, LayerNorm -> MLP -> add",
+    "formula": "The attention mechanism, section 'The Attention Formula': softmax(Q K^T / sqrt(d_k)) V, softmax over the last axis (dim=-1)",
+    "scale_why": "The attention mechanism, exercise: why divide by sqrt(d_k)? (variance of Q.K for unit-variance Q, K)",
+    "masking": "The attention mechanism, section 'Causal Masking': the mask is added to the scores before the softmax (0 = keep, -inf = blocked)",
+    "masking_002": "Attention, section 'Masking': upper-triangle entries set to -inf before the softmax",
+    "mha": "The attention mechanism, section 'Multi-Head Attention': view(batch, seq, n_heads, d_head).transpose(1, 2), then back and W_O",
+    "mha_block": "Attention inside the block: heads read slices of the width, concat, then one W_O; the edit is added by the residual",
+    "block": "contracts (docs/contracts.md) and 'Multi-headed self-attention blocks': pre-norm block, LayerNorm -> attention -> add, LayerNorm -> MLP -> add",
     "ln": "exercises.md: LayerNorm with the biased variance and eps = 1e-5 inside the square root (as torch.nn.LayerNorm)",
     "gelu": "exercises.md: GELU is the exact erf form (torch.nn.functional.gelu, approximate='none')",
     "contract": "exercises.md: outputs keep the inputs' array type and dtype and never modify the inputs",
-    "autograd": "course text 003 uses torch operations end to end, so autograd can compute gradients",
+    "autograd": "The attention mechanism uses torch operations end to end, so autograd can compute gradients",
 }
 
 STRUCTURAL_PROPERTIES = ("output_dtype", "output_array_type", "inputs_unchanged", "gradients_match")

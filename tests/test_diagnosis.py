@@ -160,7 +160,6 @@ def test_kill_matrix_on_numpy_only_marks_torch_only_mistakes_unchecked_not_survi
 
 # ---------------------------------------------------------------- inference: pairs, regressions, never wrong
 
-import copy  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jsonschema  # noqa: E402

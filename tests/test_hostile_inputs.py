@@ -10,7 +10,6 @@ Everything runs at the default isolation level.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket

@@ -1,5 +1,5 @@
 """Properties that compare values with the reference (computed in float64 on the exact inputs
-the learner's code saw) or with literal numbers from the course text."""
+the learner's code saw) or with literal numbers from the course's worked examples."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..inputs import Inputs
 from ..reference import gradients, numpy_ref, variants
 from ..runner import GradRequest
 from ..specmodel import Case
-from .base import CaseContext, Failed, PropertyInfo, fail, register, schema, value_kind
+from .base import CaseContext, PropertyInfo, fail, register, schema, value_kind
 
 
 def check_matches_reference(ctx: CaseContext, inputs: Inputs) -> None:
