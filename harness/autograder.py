@@ -257,15 +257,10 @@ def learner_repro(repro: str, rel: str) -> str:
 
 
 def _scrub(data: Any, roots: list[str]) -> Any:
-    if isinstance(data, str):
-        for root in roots:
-            data = data.replace(root + "/", "").replace(root, ".")
-        return data
-    if isinstance(data, dict):
-        return {k: _scrub(v, roots) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_scrub(v, roots) for v in data]
-    return data
+    """Every grader path in `data` made relative to the submission (the learner sees no /autograder)."""
+    from .cluster import replace_in_strings
+
+    return replace_in_strings(data, {k: v for root in roots for k, v in ((root + "/", ""), (root, "."))})
 
 
 def merge(results: list[Any]) -> Any:

@@ -93,21 +93,22 @@ def grade_task(name: str, content: bytes, spec: Any, options: Any) -> dict[str, 
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
         result = grade(str(target), spec, options, _worker_pool(getattr(options, "sandbox", "auto")))
-        return _rename(result.to_dict(), {str(target): name, folder + os.sep: "", folder: "."})
+        return replace_in_strings(result.to_dict(), {str(target): name, folder + os.sep: "", folder: "."})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _rename(data: Any, names: dict[str, str]) -> Any:
-    """Every string in `data` with the worker's temporary paths replaced by the submission's name."""
+def replace_in_strings(data: Any, names: dict[str, str]) -> Any:
+    """Every string in `data` with each key of `names` replaced by its value, in order (worker or
+    grader paths made into the names a learner knows)."""
     if isinstance(data, str):
         for old, new in names.items():
             data = data.replace(old, new)
         return data
     if isinstance(data, dict):
-        return {k: _rename(v, names) for k, v in data.items()}
+        return {k: replace_in_strings(v, names) for k, v in data.items()}
     if isinstance(data, list):
-        return [_rename(v, names) for v in data]
+        return [replace_in_strings(v, names) for v in data]
     return data
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attnspec.cli import main
-from attnspec.cluster import _rename, grade_on_cluster, local_name
+from attnspec.cluster import grade_on_cluster, local_name, replace_in_strings
 from attnspec.errors import UsageError
 
 distributed = pytest.importorskip("distributed")
@@ -93,5 +93,5 @@ def test_submission_names_stay_inside_the_task_folder():
 
 def test_rename_replaces_worker_paths_everywhere():
     data = {"a": ["/tmp/attnspec-cluster-x/alice/s.py line 3"], "b": {"c": "cd /tmp/attnspec-cluster-x/alice"}, "n": 1}
-    out = _rename(data, {"/tmp/attnspec-cluster-x/alice/s.py": "alice/s.py", "/tmp/attnspec-cluster-x/": "", "/tmp/attnspec-cluster-x": "."})
+    out = replace_in_strings(data, {"/tmp/attnspec-cluster-x/alice/s.py": "alice/s.py", "/tmp/attnspec-cluster-x/": "", "/tmp/attnspec-cluster-x": "."})
     assert out == {"a": ["alice/s.py line 3"], "b": {"c": "cd alice"}, "n": 1}
