@@ -419,6 +419,7 @@ class Spawn(Message):
 class Spawned(Message):
     OP: ClassVar[str] = "spawned"
     pid: int | None = None
+    init: int | None = None  # the sandbox's PID 1, when there is one
     error: str | None = None
 
 

@@ -36,6 +36,7 @@ from .protocol import (
     GradSpec,
     Loaded,
     OutputDesc,
+    Spawned,
     ProtocolError,
     Timeout,
     corrupted,
@@ -349,10 +350,13 @@ class WorkerPool:
             finally:
                 theirs.close()
             reply = self._reply("spawned", timeout=300.0)
-        if not isinstance(reply.get("pid"), int):
-            raise WorkerError(f"the worker could not start a submission process: {reply.get('error')}")
-        init = reply.get("init")
-        return mine, int(reply["pid"]), init if isinstance(init, int) else None
+        try:
+            spawned = Spawned.parse(reply, strict=False)
+        except CorruptMessage as exc:
+            raise WorkerError(f"the worker could not start a submission process: {exc}") from None
+        if spawned.pid is None:
+            raise WorkerError(f"the worker could not start a submission process: {spawned.error}")
+        return mine, spawned.pid, spawned.init
 
     def close(self) -> None:
         try:
