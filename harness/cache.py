@@ -48,7 +48,7 @@ def _digest_file(p: Path) -> bytes:
 
 def _fingerprint(options: Any) -> Any:
     """Every option that can change a result; `workers` (how many cases run at once) cannot."""
-    data = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+    data = dataclasses.asdict(options) if dataclasses.is_dataclass(options) and not isinstance(options, type) else dict(options)
     data.pop("workers", None)
     return data
 

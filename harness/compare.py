@@ -51,7 +51,7 @@ def compare_values(got: np.ndarray, expected: np.ndarray, tol: Tolerance, what: 
     if n_bad == 0:
         return None
     finite_diff = np.where(np.isnan(diff), np.inf, diff)
-    worst = np.unravel_index(int(np.argmax(finite_diff)), got.shape)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(finite_diff)), got.shape))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(bad, finite_diff / np.maximum(np.abs(expected), 1e-300), 0.0)
     details: dict[str, Any] = {
@@ -69,7 +69,7 @@ def compare_values(got: np.ndarray, expected: np.ndarray, tol: Tolerance, what: 
     }
     nonfinite = ~np.isfinite(got) & np.isfinite(expected)
     if nonfinite.any():
-        idx = np.unravel_index(int(np.argmax(nonfinite)), got.shape)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(nonfinite)), got.shape))
         kind = "NaN" if np.isnan(got[idx]) else "inf"
         details["nonfinite"] = int(nonfinite.sum())
         details.update(nonfinite_kind=kind, nonfinite_index=[int(i) for i in idx], nonfinite_got=_jsonable(got[idx]), nonfinite_expected=_jsonable(expected[idx]))

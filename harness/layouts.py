@@ -258,7 +258,8 @@ def _gradescope(root: Path, exercises: tuple[str, ...], display: Any) -> list[Cl
         raise UsageError(f"{root / 'submission_metadata.yml'}: expected a mapping of submission folders to their submitters")
     entries = []
     for folder in sorted(q for q in root.iterdir() if q.is_dir() and not q.is_symlink() and not q.name.startswith(".")):
-        info = meta.get(folder.name) if isinstance(meta.get(folder.name), dict) else {}
+        found = meta.get(folder.name)
+        info: dict[str, Any] = found if isinstance(found, dict) else {}
         submitters = info.get(":submitters") or info.get("submitters") or []
         first = submitters[0] if submitters and isinstance(submitters[0], dict) else {}
         student = str(first.get(":sid") or first.get("sid") or first.get(":email") or first.get("email") or first.get(":name") or first.get("name") or folder.name)

@@ -56,9 +56,10 @@ def _no_constant(name: str) -> Any:
 
 
 # The C encoder and scanner, built once: later patches of the json modules do not reach them.
-_encode = json.encoder.c_make_encoder(  # type: ignore[misc]
-    None, _no_default, json.encoder.c_encode_basestring_ascii, None, ":", ",", False, False, False
-) if json.encoder.c_make_encoder is not None else None
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode = _c_make_encoder(
+    None, _no_default, getattr(json.encoder, "c_encode_basestring_ascii"), None, ":", ",", False, False, False
+) if _c_make_encoder is not None else None
 _decoder_context = json.decoder.JSONDecoder(parse_constant=_no_constant)
 _scan = json.scanner.c_make_scanner(_decoder_context) if json.scanner.c_make_scanner is not None else None  # type: ignore[attr-defined]
 _py_dumps = json.dumps
@@ -237,7 +238,7 @@ def _parse_dataclass(cls: type, value: Any, where: str, depth: int) -> Any:
     kwargs = {}
     for name, f in known.items():
         if name not in value:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise CorruptMessage(f"{where} lacks its field '{name}'")
             continue
         kwargs[name] = _check(value[name], hints[name], f"{where}.{name}", depth + 1, f.metadata)

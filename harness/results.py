@@ -7,6 +7,7 @@ A `GradeResult` holds `ExerciseResult`s, which hold `CaseResult`s, which hold on
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,15 +56,15 @@ class CaseResult:
     # plain lists of floats (harness/patterns.py); None for passed and hidden cases.
     patterns: dict[str, Any] | None = None
 
-    @property
+    @builtins.property
     def passed(self) -> bool:
         return self.outcome == "passed"
 
-    @property
+    @builtins.property
     def first_failure(self) -> InstanceResult | None:
         return next((i for i in self.instances if i.outcome != "passed"), None)
 
-    @property
+    @builtins.property
     def message(self) -> str:
         bad = self.first_failure
         return bad.message if bad else ""
@@ -99,7 +100,7 @@ class ExerciseResult:
     location: str | None = None  # where the function is defined
     signature: str | None = None
 
-    @property
+    @builtins.property
     def failed_cases(self) -> list[CaseResult]:
         return [c for c in self.cases if c.outcome in ("failed", "error")]
 
@@ -140,16 +141,16 @@ class GradeResult:
     sandbox: dict[str, Any] | None = None  # the isolation level used: {requested, level, features, missing}
     schema_version: int = REPORT_SCHEMA_VERSION
 
-    @property
+    @builtins.property
     def cases(self) -> list[CaseResult]:
         return [c for e in self.exercises for c in e.cases]
 
-    @property
+    @builtins.property
     def all_passed(self) -> bool:
         """Every graded case passed and every exercise in scope was graded."""
         return self.status == "graded" and all(e.status == "graded" for e in self.exercises) and all(c.passed for c in self.cases)
 
-    @property
+    @builtins.property
     def exit_code(self) -> int:
         if self.status != "graded":
             return 2

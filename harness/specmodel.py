@@ -5,6 +5,7 @@ Built by `loader.load_spec` from YAML; read by every later stage. Nothing here d
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,11 +49,11 @@ class InputSpec:
     poison: bool = False
     literal: dict[str, Any] | None = None
 
-    @property
+    @builtins.property
     def is_literal(self) -> bool:
         return self.literal is not None
 
-    @property
+    @builtins.property
     def is_drawn(self) -> bool:
         return any(isinstance(v, (list, tuple)) for v in self.shapes.values())
 
@@ -78,7 +79,7 @@ class Case:
     source: Location
     allow_degenerate_shapes: str | None = None
 
-    @property
+    @builtins.property
     def hidden(self) -> bool:
         return self.visibility == "hidden"
 
@@ -100,7 +101,7 @@ class Rules:
     forbidden: tuple[ForbiddenCall, ...]
     source: Location | None
 
-    @property
+    @builtins.property
     def case_id(self) -> str:
         return f"{self.exercise}.implementation_rules"
 
@@ -133,11 +134,11 @@ class Spec:
     rules: dict[str, Rules]
     withheld: tuple[Withheld, ...]
 
-    @property
+    @builtins.property
     def suites(self) -> set[str]:
         return {f.suite for f in self.files if f.suite}
 
-    @property
+    @builtins.property
     def digest(self) -> str:
         h = hashlib.sha256()
         for f in self.files:

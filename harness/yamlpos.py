@@ -167,7 +167,7 @@ def _alias_problem(root: yaml.Node | None, text: str, path: str) -> SpecProblem 
 def _at_first_alias(text: str, path: str, message: str) -> SpecProblem:
     try:
         for event in yaml.parse(text, Loader=_BaseLoader):
-            if isinstance(event, yaml.AliasEvent):
+            if isinstance(event, yaml.AliasEvent) and event.start_mark is not None:
                 return SpecProblem(path, event.start_mark.line + 1, event.start_mark.column + 1, message)
     except yaml.YAMLError:
         pass

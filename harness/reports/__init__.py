@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
@@ -98,7 +98,7 @@ def where(inst: "InstanceResult") -> str:
     return f"{inst.backend} {inst.dtype}"
 
 
-def sample_lines(details: dict, limit: int = 4) -> list[str]:
+def sample_lines(details: dict[str, Any], limit: int = 4) -> list[str]:
     """Up to `limit` 'out[0, 1]: expected 0.5, got 0.25' lines from comparison details."""
     lines = []
     for s in list(details.get("samples") or [])[:limit]:
@@ -107,7 +107,7 @@ def sample_lines(details: dict, limit: int = 4) -> list[str]:
     return lines
 
 
-def error_summary(details: dict) -> str | None:
+def error_summary(details: dict[str, Any]) -> str | None:
     """'max abs error 0.3, max rel error 0.6 at [0, 1]; 5 of 64 elements differ', when the details have it."""
     if "max_abs_error" not in details:
         return None
@@ -246,7 +246,7 @@ def load_problem_lines(result: "GradeResult") -> list[str]:
     return lines
 
 
-def _load_where(err: dict) -> str:
+def _load_where(err: dict[str, Any]) -> str:
     parts = [str(err["file"])] if err.get("file") else []  # a notebook's file already names the cell
     if err.get("line") is not None:
         parts.append(f"line {err['line']}")

@@ -82,7 +82,7 @@ def _hidden_text(f: dict[str, Any]) -> str:
 def redact(f: dict[str, Any]) -> dict[str, Any]:
     """The failure of a hidden case: the kind, hints and error sizes stay; the call, values,
     positions, shapes and evidence go."""
-    kept = {k: f[k] for k in ("kind", "outcome", "hints", "claim_hidden", "function") if k in f}
+    kept: dict[str, Any] = {k: f[k] for k in ("kind", "outcome", "hints", "claim_hidden", "function") if k in f}
     if f.get("error"):
         kept["error"] = {"type": f["error"].get("type")}
     comparison = f.get("comparison") or {}

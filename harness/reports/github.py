@@ -25,14 +25,14 @@ def render_github(result: GradeResult, *, min_score: float | None = None) -> str
 
     path = str(result.submission.get("path") or "submission")
     lines = [f"::group::attnspec report: {_data(path)}", *strip_ansi(render_text(result)).rstrip("\n").splitlines(), "::endgroup::"]
-    lines += annotations(result)[:MAX_ANNOTATIONS]
+    lines += failure_annotations(result)[:MAX_ANNOTATIONS]
     if result.status == "graded":
         verdict = "" if min_score is None else (" (passes)" if passed(result, min_score) else f" (below {fmt_points(min_score)}%)")
         lines.append(f"::notice file={_prop(path)},title={_prop('attnspec score')}::{_data(f'{path}: {score_words(result)}{verdict}')}")
     return "\n".join(lines) + "\n"
 
 
-def annotations(result: GradeResult) -> list[str]:
+def failure_annotations(result: GradeResult) -> list[str]:
     """One ::error per failed case (at the function's line), per ungradable exercise, or for a grading error."""
     path = str(result.submission.get("path") or "submission")
     if result.status != "graded":

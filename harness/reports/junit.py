@@ -112,7 +112,7 @@ def _set_counts(element: ET.Element, suites: list[ET.Element]) -> None:
     _write_counts(element, totals)
 
 
-def _write_counts(element: ET.Element, counts: dict) -> None:
+def _write_counts(element: ET.Element, counts: dict[str, float]) -> None:
     for key in ("tests", "failures", "errors", "skipped"):
         element.set(key, str(counts[key]))
     element.set("time", f"{counts['time']:.3f}")

@@ -7,6 +7,7 @@ message like `[multi_head_attention(x, ...)]` prints as written.
 from __future__ import annotations
 
 from io import StringIO
+from typing import Literal
 
 from rich import box
 from rich.console import Console
@@ -94,7 +95,7 @@ class _TextReport:
         tool = f"{result.tool.get('name', 'attnspec')} {result.tool.get('version', '')}".strip()
         sub = result.submission
         path = sub.get("path") or sub.get("display") or "?"
-        parts = [(tool, "bold"), f" | submission: {path}" + (f" ({sub['kind']})" if sub.get("kind") else "")]
+        parts: list[str | tuple[str, str]] = [(tool, "bold"), f" | submission: {path}" + (f" ({sub['kind']})" if sub.get("kind") else "")]
         backends = _backends(result)
         if backends:
             parts.append(f" | backends: {', '.join(backends)}")
@@ -190,7 +191,8 @@ class _TextReport:
 
     def summary_table(self, result: GradeResult) -> None:
         table = Table(box=box.ASCII, show_header=True, header_style="bold")
-        for name, justify in (("Exercise", "left"), ("Status", "left"), ("Backends", "left"), ("Passed", "right"), ("Score", "right")):
+        columns: tuple[tuple[str, Literal["left", "right"]], ...] = (("Exercise", "left"), ("Status", "left"), ("Backends", "left"), ("Passed", "right"), ("Score", "right"))
+        for name, justify in columns:
             table.add_column(name, justify=justify, overflow="fold")
         for ex in result.exercises:
             passed = f"{sum(c.passed for c in ex.cases)}/{len(ex.cases)}" if ex.cases else "-"
