@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if hasattr(args, "plugins"):  # instructors' own properties (docs/plugins.md), before any spec is read
+            from .plugins import load_plugins
+
+            load_plugins(args.plugins)
         return int(args.run(args))
     except AttnspecError as exc:
         print(f"attnspec: error: {exc}", file=sys.stderr)
@@ -98,8 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--property", required=True, metavar="PROP")
     n.add_argument("--id", metavar="ID", help="case id (default: <exercise>.<property>.new)")
     n.add_argument("--output", "-o", metavar="FILE", help="write a new spec file (refuses to overwrite)")
+    _plugins_option(n)
     n.set_defaults(run=cmd_new)
     p = ssub.add_parser("properties", help="list the properties a case can use")
+    _plugins_option(p)
     p.set_defaults(run=cmd_properties)
     m = ssub.add_parser("misconceptions", help="list the catalogue of known mistakes")
     m.set_defaults(run=cmd_misconceptions)
@@ -118,6 +124,12 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", action="append", default=[], metavar="DIR", help="add the cases in this folder or file (repeatable), e.g. a course's hidden cases")
     p.add_argument("--no-builtin", action="store_true", help="do not load the shipped spec")
     p.add_argument("--overrides", metavar="FILE", help="a course's overrides file (points, visibility, time limits, feedback per case or property) applied over the spec")
+    _plugins_option(p)
+
+
+def _plugins_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugins", action="append", default=[], metavar="MODULE[,MODULE]",
+                   help="load instructors' own properties from these modules or .py files (repeatable); installed 'attnspec.properties' entry points load anyway (docs/plugins.md)")
 
 
 def _percent(text: str) -> float:
@@ -164,10 +176,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"spec OK: {len(spec.cases)} cases in {len(spec.files)} file{'s' if len(spec.files) != 1 else ''} ({counts}); implementation rules for {rules} exercise{'s' if rules != 1 else ''}")
     props = sorted({p for v in table.values() for p in v})
     exercises = [e for e, v in table.items() if v]
-    width = max(len(p) for p in props) if props else 10
+    from .plugins import PLUGINS, is_plugin_property, origin_label
+
+    shown = {p: f"{p} [{origin_label(p)}]" if is_plugin_property(p) else p for p in props}
+    width = max(len(p) for p in shown.values()) if props else 10
     print(f"\n{'property'.ljust(width)}  " + "  ".join(f"{e:>20}" for e in exercises))
     for prop in props:
-        print(f"{prop.ljust(width)}  " + "  ".join(f"{table[e].get(prop, 0) or '-':>20}" for e in exercises))
+        print(f"{shown[prop].ljust(width)}  " + "  ".join(f"{table[e].get(prop, 0) or '-':>20}" for e in exercises))
+    for plugin in PLUGINS.values():
+        print(f"\n{plugin.describe()}: {', '.join(plugin.properties) or 'no properties'}" + (f" ({plugin.file})" if plugin.file else ""), end="")
+    if PLUGINS:
+        print()
     return 0
 
 
@@ -185,12 +204,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         backends = [args.backend]
     matrix = build_kill_matrix(spec, backends, tuple(args.exercise))
+    from .plugins import is_plugin_property, origin_text
+
+    plugin_cases = {c.id: c.property for c in spec.cases if is_plugin_property(c.property) and any(c.id in ids for ids in matrix.cases.values())}
     if args.format == "json":
-        text = json.dumps(matrix.to_dict(), indent=2, sort_keys=True) + "\n"
+        data = matrix.to_dict()
+        data["plugin_properties"] = {p: {"origin": origin_text(p), "cases": [c for c, q in plugin_cases.items() if q == p]} for p in dict.fromkeys(plugin_cases.values())}
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     else:
         from .reports.kill_matrix import render_kill_matrix
 
         text = render_kill_matrix(matrix)
+        if plugin_cases:
+            text += "\nCases of plugin properties (checked like the built-ins: the reference must pass them):\n"
+            text += "".join(f"  {c}: {p} ({origin_text(p)})\n" for c, p in plugin_cases.items())
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -215,13 +242,15 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_properties(args: argparse.Namespace) -> int:
+    from .plugins import is_plugin_property, origin_text
     from .properties import PROPERTIES
 
     for name in sorted(PROPERTIES):
         info = PROPERTIES[name]
         params = ", ".join(info.params_schema.get("properties", {})) or "-"
         only = f"  [backends: {', '.join(info.backends)}]" if tuple(info.backends) != BACKENDS else ""
-        print(f"{name}\n    {info.summary}\n    exercises: {', '.join(info.exercises)}; params: {params}{only}")
+        origin = f"\n    from {origin_text(name)}" if is_plugin_property(name) else ""
+        print(f"{name}\n    {info.summary}\n    exercises: {', '.join(info.exercises)}; params: {params}{only}{origin}")
     return 0
 
 

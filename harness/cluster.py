@@ -86,7 +86,9 @@ def local_name(name: str) -> PurePosixPath:
 def grade_task(name: str, content: bytes, spec: Any, options: Any) -> dict[str, Any]:
     """Runs on a Dask worker: grade one submission given as bytes; the result as a JSON dict."""
     from .grade import grade
+    from .plugins import ensure_entry_point_plugins
 
+    ensure_entry_point_plugins()  # plugin properties installed on this worker (docs/plugins.md)
     folder = tempfile.mkdtemp(prefix="attnspec-cluster-")
     try:
         target = Path(folder, *local_name(name).parts)

@@ -24,6 +24,8 @@ REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope":
 
 def run_grade(args: argparse.Namespace) -> int:
     start = time.monotonic()
+    if args.cluster and getattr(args, "plugins", None):
+        raise UsageError("--plugins does not reach the cluster's workers; install the plugin there as a package with an 'attnspec.properties' entry point (docs/plugins.md)")
     if args.format == "html":
         from .reports.html import require_html_extra
 
@@ -51,6 +53,7 @@ def build_options(args: argparse.Namespace, spec: Any) -> Any:
     from .runner import Limits
 
     repro = [x for d in args.spec for x in ("--spec", d)] + (["--no-builtin"] if args.no_builtin else []) + (["--overrides", args.overrides] if args.overrides else [])
+    repro += [x for p in getattr(args, "plugins", []) for x in ("--plugins", p)]  # docs/plugins.md
     if args.backend != "auto":
         repro += ["--backend", args.backend]
     if args.case_timeout:

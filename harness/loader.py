@@ -21,6 +21,7 @@ import jsonschema
 from .errors import SpecError, SpecProblem
 from .exercises import BACKENDS, EXERCISES, TORCH_ONLY_DTYPES
 from .inputs import generate_inputs, literal_inputs, literal_problems, shape_problems
+from .plugins import HINT as PLUGIN_HINT
 from .properties import PROPERTIES
 from .specmodel import SPEC_VERSIONS, Case, ForbiddenCall, InputSpec, Location, Rules, Spec, SpecFile, Tolerance, Withheld
 from .yamlpos import YamlDocument, load_yaml
@@ -79,6 +80,9 @@ def load_spec(extra: list[str] | None = None, *, builtin: bool = True, overrides
 
 
 def check_spec(extra: list[str] | None = None, *, builtin: bool = True, overrides: str | None = None) -> tuple[Spec | None, list[SpecProblem]]:
+    from .plugins import ensure_entry_point_plugins
+
+    ensure_entry_point_plugins()  # installed plugins' properties (docs/plugins.md); PluginError if one is broken
     sources = builtin_sources() if builtin else []
     more, problems = discover(list(extra or []))
     sources.extend(more)
@@ -276,7 +280,7 @@ class _FileLoader:
         prop = PROPERTIES.get(raw["property"])
         if prop is None:
             hint = difflib.get_close_matches(raw["property"], list(PROPERTIES), n=1)
-            more = f"; did you mean '{hint[0]}'?" if hint else f"; known properties: {', '.join(sorted(PROPERTIES))}"
+            more = f"; did you mean '{hint[0]}'?" if hint else f"; known properties: {_known_properties()}; {PLUGIN_HINT}"
             self.add(at + ("property",), f"{prefix}unknown property '{raw['property']}'{more}")
             return None
         if exercise not in prop.exercises:
@@ -402,6 +406,12 @@ class _FileLoader:
             return None
         forbidden = tuple(ForbiddenCall(f["call"], f["reason"]) for f in raw.get("forbidden", []))
         return Rules(exercise, float(raw.get("points", DEFAULT_POINTS)), forbidden, Location(self.doc.path, self.doc.locate(("rules",))[0]))
+
+
+def _known_properties() -> str:
+    from .plugins import is_plugin_property, origin_label
+
+    return ", ".join(f"{p} ({origin_label(p)})" if is_plugin_property(p) else p for p in sorted(PROPERTIES))
 
 
 def _non_finite(data: Any) -> list[tuple[tuple, float]]:

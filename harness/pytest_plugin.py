@@ -31,6 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attnspec-overrides", default=None, metavar="FILE", help="a course's overrides file applied over the spec")
     group.addoption("--attnspec-backend", choices=("auto", "numpy", "torch", "both"), default="auto", help="auto (default): the backends the file imports")
     group.addoption("--attnspec-visible-only", action="store_true", default=False, help="collect only visible cases")
+    group.addoption("--attnspec-plugins", action="append", default=[], metavar="MODULE[,MODULE]", help="load instructors' own properties from these modules or .py files (docs/plugins.md)")
     group.addoption("--attnspec-sandbox", choices=("auto", "strict", "none"), default="auto", help="isolation of the learner's code, as `attnspec grade --sandbox`")
 
 
@@ -45,6 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for folder in config.getoption("attnspec_spec"):
         if not (root / folder).exists():
             raise pytest.UsageError(f"--attnspec-spec {folder}: no such spec file or folder")
+    from .errors import AttnspecError
+    from .plugins import load_plugins
+
+    try:
+        load_plugins(config.getoption("attnspec_plugins"))
+    except AttnspecError as exc:  # a broken plugin: its message, not a traceback
+        raise pytest.UsageError(f"--attnspec-plugins: {exc}") from None
     state = _AttnspecSession(config, given, path)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "attnspec-session")
@@ -71,6 +79,7 @@ class _AttnspecSession:
         self.backend: str = config.getoption("attnspec_backend")
         self.sandbox: str = config.getoption("attnspec_sandbox")
         self.visible_only: bool = config.getoption("attnspec_visible_only")
+        self.plugins: list[str] = config.getoption("attnspec_plugins")
         self.spec: Any = None
         self.spec_error: str | None = None
         self.graded = False  # grading runs once, even if it fails
@@ -156,6 +165,7 @@ class _AttnspecSession:
             rules={e: r for e, r in self.spec.rules.items() if r.case_id in ids},
         )
         repro = [x for d in self.spec_dirs for x in ("--spec", d)] + ([] if self.builtin else ["--no-builtin"]) + (["--overrides", self.overrides] if self.overrides else [])
+        repro += [x for p in self.plugins for x in ("--plugins", p)]
         options = GradeOptions(
             exercises=tuple(e for e in EXERCISE_NAMES if any(i.exercise == e for i in items)),
             backend=self.backend,
