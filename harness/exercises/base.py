@@ -148,6 +148,7 @@ class Exercise:
     lifted_title: str = ""
     not_lifted: frozenset[str] = frozenset()
     sublayers: tuple[str, ...] = ()
+    variant_name: str | None = None  # its function in reference.variants (None: the exercise's name)
 
     # ------------------------------------------------------------ contract
 
@@ -252,7 +253,14 @@ class Exercise:
 
     def variant(self, *args: Any, **knobs: Any) -> Any:
         """The reference with knobs (reference.variants); every non-default knob is a mistake."""
-        raise NotImplementedError(f"{self.name} has no variants")
+        from ..reference import variants
+
+        return getattr(variants, self.variant_function)(*args, **knobs)
+
+    @property
+    def variant_function(self) -> str:
+        """The name of its knob-driven function in reference.variants."""
+        return self.variant_name or self.name
 
     def variant_fn(self, knobs: dict[str, Any]) -> Callable[..., Any]:
         def run(*args: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..reference import gradients, variants
+from ..reference import gradients
 from .base import CAUSAL_MASKS, COURSE, Contract, Exercise, Misconception, ShapeProblem, batch_head_reasons, distinct_size_reasons, normal, permute_mask, score_factor
 
 POISON = 1000.0
@@ -57,6 +57,7 @@ class ManualAttention(Exercise):
     example_dims = {"batch": 1, "n_heads": 1, "seq_q": 2, "seq_k": 3, "d_head": 2, "d_v": 1}
     permute_modes = ("queries", "keys_values")
     poison_ok = True
+    variant_name = "attention"
     lifted_name = "attention"
     lifted_title = "inside the attention heads"
     not_lifted = frozenset({"ma.square_only", "ma.mask_4d_broadcast", "ma.scale_sqrt_d_model", "ma.scale_sqrt_d_v"})
@@ -152,9 +153,6 @@ class ManualAttention(Exercise):
         return {**args, "K": K, "V": V}, (Ellipsis,), "K and V at keys that every query has blocked"
 
     # ------------------------------------------------------------ references and mistakes
-
-    def variant(self, *args: Any, **knobs: Any) -> Any:
-        return variants.attention(*args, **knobs)
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
         return gradients.manual_attention_vjp(*args, cotangent)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..reference import gradients, variants
+from ..reference import gradients
 from .base import Exercise, Misconception, StreamExercise
 
 
@@ -30,9 +30,6 @@ class MultiHeadAttention(StreamExercise):
     lifted_name = "mha"
     lifted_title = "in the attention sublayer"
     sublayers = ("manual_attention",)
-
-    def variant(self, *args: Any, **knobs: Any) -> Any:
-        return variants.multi_head_attention(*args, **knobs)
 
     def attention_knobs(self, knobs: dict[str, Any]) -> dict[str, Any]:
         return {"attention": knobs}

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..reference import gradients, variants
+from ..reference import gradients
 from .base import COURSE, Exercise, Misconception, StreamExercise, normal
 
 BLOCK_PARAM_SHAPES = {
@@ -87,9 +87,6 @@ class TransformerBlock(BlockExercise):
         from ..reference import numpy_ref
 
         return numpy_ref.layer_norm(x, params["ln1_g"], params["ln1_b"])
-
-    def variant(self, *args: Any, **knobs: Any) -> Any:
-        return variants.transformer_block(*args, **knobs)
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
         return gradients.transformer_block_vjp(*args, cotangent)
