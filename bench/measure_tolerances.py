@@ -13,8 +13,8 @@ import argparse
 
 import numpy as np
 
+from attnspec.exercises import EXERCISES
 from attnspec.inputs import cast_inputs, generate_inputs
-from attnspec.reference import numpy_ref
 from attnspec.specmodel import InputSpec
 
 SHAPES = {
@@ -22,6 +22,11 @@ SHAPES = {
     "multi_head_attention": {"batch": 2, "seq": 6, "d_model": 16, "n_heads": 4},
     "transformer_block": {"batch": 2, "seq": 6, "d_model": 16, "n_heads": 4, "d_ff": 24},
 }
+
+
+def shapes_of(exercise: str) -> dict[str, int]:
+    """The measured sizes: the table above, else the exercise's `spec new` sizes."""
+    return SHAPES.get(exercise, EXERCISES[exercise].skeleton_dims)
 
 
 def to_torch(value, dtype):
@@ -40,20 +45,18 @@ def measure(exercise: str, dtype: str, seeds: int, mask: str) -> tuple[float, fl
     reference in float64 on the same dtype-rounded inputs."""
     worst_abs, worst_scaled = 0.0, 0.0
     for seed in range(seeds):
-        inputs = cast_inputs(generate_inputs(exercise, InputSpec(shapes=SHAPES[exercise], mask=mask, seed=seed)), dtype)
-        expected = getattr(numpy_ref, exercise)(*inputs.positional())
+        inputs = cast_inputs(generate_inputs(exercise, InputSpec(shapes=shapes_of(exercise), mask=mask, seed=seed)), dtype)
+        expected = EXERCISES[exercise].reference("numpy")(*inputs.positional())
         try:
             import torch
-
-            from attnspec.reference import torch_ref
         except ImportError:
             if dtype in ("float16", "bfloat16"):
                 return float("nan"), float("nan")
             args = [a.astype(dtype) if isinstance(a, np.ndarray) else ({k: v.astype(dtype) for k, v in a.items()} if isinstance(a, dict) else a) for a in inputs.positional()]
-            got = getattr(numpy_ref, exercise)(*args).astype(np.float64)
+            got = EXERCISES[exercise].reference("numpy")(*args).astype(np.float64)
         else:
             tdtype = getattr(torch, dtype)
-            got = getattr(torch_ref, exercise)(*[to_torch(a, tdtype) for a in inputs.positional()]).double().numpy()
+            got = EXERCISES[exercise].reference("torch")(*[to_torch(a, tdtype) for a in inputs.positional()]).double().numpy()
         err = np.abs(got - expected)
         worst_abs = max(worst_abs, float(err.max()))
         worst_scaled = max(worst_scaled, float((err / (1 + np.abs(expected))).max()))
@@ -65,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=200)
     args = parser.parse_args()
     print(f"{'exercise':22} {'dtype':9} {'mask':7} {'max abs err':>12} {'max err/(1+|e|)':>16}")
-    for exercise in SHAPES:
+    for exercise in EXERCISES:
         for dtype in ("float64", "float32", "float16", "bfloat16"):
             for mask in ("none", "causal"):
                 a, s = measure(exercise, dtype, args.seeds, mask)

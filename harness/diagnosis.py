@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import misconceptions
+from .exercises import EXERCISES
 from .inputs import Inputs
 from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
 from .results import Diagnosis
@@ -301,7 +302,7 @@ class _Diagnoser:
             "dtype": lambda c: c.obs.dtype,
             "batch": lambda c: "batch 1" if c.dims.get("batch") == 1 else "batch > 1",
         }
-        if self.exercise == "manual_attention":
+        if EXERCISES[self.exercise].separate_key_axis:
             features["square"] = lambda c: "seq_q == seq_k" if c.dims.get("seq_q") == c.dims.get("seq_k") else "seq_q != seq_k"
         for name, feature in features.items():
             bad_values = {feature(c) for c in bad}
@@ -324,7 +325,7 @@ class _Diagnoser:
 
 def _square_only(d: _Diagnoser) -> dict[str, Any] | None:
     """Every value call with seq_q != seq_k fails and every one with seq_q == seq_k (>= 2) passes."""
-    if d.exercise != "manual_attention":
+    if not EXERCISES[d.exercise].separate_key_axis:
         return None
 
     def shapes(evidence: list) -> list[tuple[str, bool]]:
@@ -333,7 +334,7 @@ def _square_only(d: _Diagnoser) -> dict[str, Any] | None:
             if e.case.property in STRUCTURAL_PROPERTIES:
                 continue
             for obs in e.observations:
-                if isinstance(obs.inputs, Inputs) and obs.inputs.exercise == "manual_attention":
+                if isinstance(obs.inputs, Inputs) and EXERCISES[obs.inputs.exercise].separate_key_axis:
                     dims = obs.inputs.dims
                     out.append((e.case.id, dims["seq_q"] == dims["seq_k"] and dims["seq_q"] >= 2))
         return out
@@ -600,11 +601,7 @@ def _flatten(knobs: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _lift_knobs(exercise: str, knobs: dict[str, Any]) -> dict[str, Any]:
-    if exercise == "multi_head_attention":
-        return {"attention": knobs}
-    if exercise == "transformer_block":
-        return {"mha": {"attention": knobs}}
-    return knobs
+    return EXERCISES[exercise].attention_knobs(knobs)
 
 
 def _params(m: Misconception, knobs: dict[str, Any] | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__
 from .diagnosis import diagnose
 from .errors import BackendUnavailable, SubmissionError
-from .exercises import EXERCISES
+from .exercises import EXERCISES, reference_functions
 from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
 from .loader import build_fixed_inputs
 from .patterns import attach_patterns
@@ -41,11 +41,7 @@ from .static import StaticReport, analyze
 from .submission import Submission, load_submission
 
 SHRINK_CALL_BUDGET = 60
-PROBE_DIMS = {
-    "manual_attention": {"batch": 2, "n_heads": 2, "seq_q": 3, "seq_k": 4, "d_head": 5, "d_v": 6},
-    "multi_head_attention": {"batch": 2, "seq": 3, "d_model": 8, "n_heads": 2},
-    "transformer_block": {"batch": 2, "seq": 3, "d_model": 8, "n_heads": 2, "d_ff": 5},
-}
+PROBE_DIMS = {name: e.probe_dims for name, e in EXERCISES.items()}
 
 
 @dataclass(frozen=True)
@@ -451,9 +447,7 @@ def reference_time(case: Case) -> float | None:
             return _REFERENCE_TIMES[key]
     seconds: float | None = None
     if "numpy" in case.backends:
-        from .reference import numpy_ref as ref
-
-        runner = InProcessRunner({name: getattr(ref, name) for name in ("manual_attention", "multi_head_attention", "transformer_block", "causal_mask")})
+        runner = InProcessRunner(reference_functions("numpy"))
         start = time.perf_counter()
         ok = True
         for dtype in case.dtypes:

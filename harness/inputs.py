@@ -6,14 +6,13 @@ so the reference (computed in float64) sees exactly the numbers the learner's co
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
-from .exercises import BLOCK_PARAM_SHAPES, EXERCISES, d_head_of
-from .reference import numpy_ref
+from .exercises import EXERCISES
+from .exercises.base import CAUSAL_MASKS, PADDING_MASKS, join_and  # noqa: F401  (CAUSAL_MASKS: importers read the mask kinds from here)
 from .specmodel import InputSpec
 
 MASK_NDIM = {
@@ -29,11 +28,8 @@ MASK_NDIM = {
     "padding_4d": 4,
     "mixed_4d": 4,
 }
-CAUSAL_MASKS = ("causal", "causal_4d")
-PADDING_MASKS = ("padding", "padding_4d")
 BLOCKING_MASKS = ("causal", "block", "padding", "mixed", "causal_4d", "block_4d", "padding_4d", "mixed_4d")
 BIAS_MASKS = ("bias", "mixed", "causal_4d", "bias_4d", "mixed_4d")
-POISON = 1000.0
 
 
 @dataclass
@@ -149,65 +145,12 @@ def make_mask(kind: str, rng: np.random.Generator, batch: int, heads: int, seq_q
 # ---------------------------------------------------------------- generation
 
 
-def _normal(rng: np.random.Generator, shape: tuple[int, ...], std: float = 1.0) -> np.ndarray:
-    return rng.standard_normal(shape) * std
-
-
-def _score_factor(q: np.ndarray, k: np.ndarray, d_head: int, target: float) -> float:
-    """Factor for q that makes the largest scaled score |q.k|/sqrt(d_head) equal `target`."""
-    biggest = np.abs(q @ np.swapaxes(k, -1, -2)).max() / math.sqrt(d_head)
-    return target / biggest if biggest > 0 else 1.0
-
-
 def generate_inputs(exercise: str, spec: InputSpec, dims: dict[str, int] | None = None, seed: int | None = None) -> Inputs:
     """Deterministic inputs from shapes and a seed; `dims`/`seed` override the spec's (for drawn cases)."""
     dims = dict(dims if dims is not None else spec.shapes)
     seed = spec.seed if seed is None else seed
     rng = np.random.default_rng(seed)
-    if exercise == "manual_attention":
-        B, H, Tq, Tk, D, Dv = (dims[k] for k in ("batch", "n_heads", "seq_q", "seq_k", "d_head", "d_v"))
-        Q = _normal(rng, (B, H, Tq, D), spec.scale) + spec.offset
-        K = _normal(rng, (B, H, Tk, D), spec.scale) + spec.offset
-        V = _normal(rng, (B, H, Tk, Dv))
-        if spec.score_scale:
-            Q = Q * _score_factor(Q, K, D, spec.score_scale)
-        mask = make_mask(spec.mask, rng, B, H, Tq, Tk)
-        if spec.poison and mask is not None:
-            full = np.broadcast_to(mask, (B, H, Tq, Tk))
-            dead = np.all(np.isneginf(full), axis=-2)  # (B, H, Tk): keys no query may see
-            V = np.where(dead[..., None], POISON, V)
-        args = {"Q": Q, "K": K, "V": V, "mask": mask}
-    else:
-        B, T, Dm, H = (dims[k] for k in ("batch", "seq", "d_model", "n_heads"))
-        Dh = Dm // H
-        x = _normal(rng, (B, T, Dm), spec.scale) + spec.offset
-        w = {name: _normal(rng, (Dm, Dm), 1 / math.sqrt(Dm)) for name in ("W_Q", "W_K", "W_V", "W_O")}
-        if exercise == "transformer_block":
-            F = dims["d_ff"]
-            params = {
-                "ln1_g": 1.0 + _normal(rng, (Dm,), 0.2),
-                "ln1_b": _normal(rng, (Dm,), 0.1),
-                **w,
-                "ln2_g": 1.0 + _normal(rng, (Dm,), 0.2),
-                "ln2_b": _normal(rng, (Dm,), 0.1),
-                "W_in": _normal(rng, (Dm, F), 1 / math.sqrt(Dm)),
-                "b_in": _normal(rng, (F,), 0.1),
-                "W_out": _normal(rng, (F, Dm), 1 / math.sqrt(F)),
-                "b_out": _normal(rng, (Dm,), 0.1),
-            }
-            normed = numpy_ref.layer_norm(x, params["ln1_g"], params["ln1_b"])
-        else:
-            params = w
-            normed = x
-        if spec.score_scale:
-            q = numpy_ref.split_heads(normed @ params["W_Q"], H)
-            k = numpy_ref.split_heads(normed @ params["W_K"], H)
-            params["W_Q"] = params["W_Q"] * _score_factor(q, k, Dh, spec.score_scale)
-        mask = make_mask(spec.mask, rng, B, H, T, T)
-        if exercise == "transformer_block":
-            args = {"x": x, "params": params, "n_heads": H, "mask": mask}
-        else:
-            args = {"x": x, **params, "n_heads": H, "mask": mask}
+    args = EXERCISES[exercise].generate(spec, dims, rng)
     return Inputs(exercise, args, dims, spec.mask, seed)
 
 
@@ -254,15 +197,7 @@ def literal_inputs(exercise: str, literal: dict[str, Any]) -> Inputs:
 
 def dims_of(inputs: Inputs) -> dict[str, int]:
     """Dimension sizes read off the arrays (for literal inputs and relational variants)."""
-    a = inputs.args
-    if inputs.exercise == "manual_attention":
-        B, H, Tq, D = a["Q"].shape
-        return {"batch": B, "n_heads": H, "seq_q": Tq, "seq_k": a["K"].shape[2], "d_head": D, "d_v": a["V"].shape[3]}
-    B, T, Dm = a["x"].shape
-    dims = {"batch": B, "seq": T, "d_model": Dm, "n_heads": int(a["n_heads"])}
-    if inputs.exercise == "transformer_block":
-        dims["d_ff"] = a["params"]["W_in"].shape[1]
-    return dims
+    return EXERCISES[inputs.exercise].dims_of(inputs.args)
 
 
 def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple, str]]:
@@ -270,6 +205,7 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
     problems: list[tuple[tuple, str]] = []
     contract = EXERCISES[exercise]
     known = set(contract.args)
+    param_shapes = {k.split(".", 1)[1]: v for k, v in contract.arg_shapes.items() if k.startswith("params.")}
     for name in literal:
         if name not in known:
             problems.append(((name,), f"unknown argument '{name}' for {contract.signature}"))
@@ -289,11 +225,11 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
             if not isinstance(value, dict):
                 problems.append(((name,), "params must be a mapping of the block's parameter arrays"))
                 continue
-            for key in BLOCK_PARAM_SHAPES:
+            for key in param_shapes:
                 if key not in value:
                     problems.append(((name,), f"params is missing '{key}'"))
             for key, sub in value.items():
-                if key not in BLOCK_PARAM_SHAPES:
+                if key not in param_shapes:
                     problems.append(((name, key), f"unknown block parameter '{key}'"))
                     continue
                 try:
@@ -309,8 +245,7 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
         return problems
     # Derive every dimension from the first array that names it; report each disagreement.
     dims: dict[str, int] = {}
-    if "n_heads" in literal and exercise != "manual_attention":
-        dims["n_heads"] = int(literal["n_heads"])
+    dims.update(contract.literal_dims(literal))
     for name, shape in contract.arg_shapes.items():
         arr = arrays.get(name)
         if arr is None:
@@ -325,17 +260,16 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
             dims.setdefault(dim, size)
     if problems:
         return problems
-    if exercise != "manual_attention" and dims["d_model"] % dims["n_heads"]:
-        problems.append((("n_heads",), f"n_heads={dims['n_heads']} does not divide d_model={dims['d_model']}"))
+    problems.extend(contract.dims_problems(dims))
     mask = literal.get("mask")
     if mask is not None:
         try:
             m = literal_array(mask)
         except ValueError as exc:
             return problems + [(("mask",), f"mask {exc}")]
-        seq_q, seq_k = (dims["seq_q"], dims["seq_k"]) if exercise == "manual_attention" else (dims["seq"], dims["seq"])
+        seq_q, seq_k = contract.seq_lens(dims)
         allowed = [(seq_q, seq_k)]
-        if exercise == "manual_attention":
+        if 4 in contract.mask_ndims:
             allowed.append((dims["batch"], dims["n_heads"], seq_q, seq_k))
         if tuple(m.shape) not in allowed:
             want = " or ".join(str(s) for s in allowed)
@@ -372,21 +306,15 @@ def shape_problems(exercise: str, spec: InputSpec, *, fixed: dict[str, int], deg
     if mask_ndim and mask_ndim not in EXERCISES[exercise].mask_ndims:
         problems.append((("mask",), f"mask '{spec.mask}' is {mask_ndim}-D, but {exercise} takes only a (seq, seq) mask"))
     if spec.poison:
-        if exercise != "manual_attention" or spec.mask not in PADDING_MASKS:
-            problems.append((("poison",), "poison needs exercise manual_attention and a padding mask (keys blocked for every query)"))
+        if not EXERCISES[exercise].poison_ok or spec.mask not in PADDING_MASKS:
+            poisonable = join_and([e.name for e in EXERCISES.values() if e.poison_ok])
+            problems.append((("poison",), f"poison needs exercise {poisonable} and a padding mask (keys blocked for every query)"))
     if spec.score_scale and spec.scale != 1.0:
         problems.append((("score_scale",), "give either scale or score_scale, not both"))
     lo = {k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in shapes.items()}
     hi = {k: (v[1] if isinstance(v, (list, tuple)) else v) for k, v in shapes.items()}
-    if exercise == "manual_attention":
-        if spec.mask in CAUSAL_MASKS and _fixed(shapes, "seq_q") and _fixed(shapes, "seq_k") and shapes["seq_q"] != shapes["seq_k"]:
-            problems.append((("shapes",), f"a causal mask needs seq_q == seq_k, got seq_q={shapes['seq_q']}, seq_k={shapes['seq_k']}"))
-    else:
-        if all(_fixed(shapes, k) for k in ("d_model", "n_heads")) and shapes["d_model"] % shapes["n_heads"]:
-            problems.append((("shapes", "n_heads"), f"n_heads={shapes['n_heads']} does not divide d_model={shapes['d_model']}"))
-        elif not any(hi["d_model"] >= n * ((lo["d_model"] + n - 1) // n) for n in range(lo["n_heads"], hi["n_heads"] + 1)):
-            problems.append((("shapes",), "no n_heads in range divides any d_model in range"))
-    if spec.mask in PADDING_MASKS and lo.get("seq_k", lo.get("seq", 2)) < 2:
+    problems.extend(EXERCISES[exercise].range_problems(spec, shapes, lo, hi))
+    if spec.mask in PADDING_MASKS and lo.get(EXERCISES[exercise].seq_dims[1], 2) < 2:
         problems.append((("shapes",), "a padding mask needs at least 2 keys"))
     if spec.is_drawn:
         if not problems and not drawable(exercise, spec, fixed):
@@ -408,33 +336,7 @@ def _fixed(shapes: dict[str, Any], name: str) -> bool:
 
 def degenerate_reasons(exercise: str, dims: dict[str, int], mask: str, fixed: dict[str, int]) -> list[str]:
     """Why these sizes would let a common bug pass (empty list: they do not)."""
-    reasons = []
-    if dims["batch"] < 2 and "batch" not in fixed:
-        reasons.append("batch=1 hides code that only handles one batch element")
-    if dims["n_heads"] < 2 and "n_heads" not in fixed:
-        reasons.append("n_heads=1 hides head-split bugs")
-    if exercise == "manual_attention":
-        if min(dims["seq_q"], dims["seq_k"]) < 2:
-            reasons.append("a single token hides softmax-axis bugs")
-        sizes = {"seq_q": dims["seq_q"], "seq_k": dims["seq_k"], "d_head": dims["d_head"], "d_v": dims["d_v"]}
-        if mask in CAUSAL_MASKS:
-            sizes.pop("seq_k")
-    else:
-        if dims["seq"] < 2:
-            reasons.append("a single token hides softmax-axis and mask bugs")
-        sizes = {"seq": dims["seq"], "n_heads": dims["n_heads"], "d_head": d_head_of(exercise, dims)}
-        if "n_heads" in fixed:
-            sizes.pop("n_heads")
-        if dims["d_model"] == dims["seq"]:
-            reasons.append(f"d_model == seq == {dims['seq']} hides a transposed x")
-        if exercise == "transformer_block" and dims["d_ff"] in (dims["d_model"], dims["seq"]):
-            reasons.append(f"d_ff={dims['d_ff']} equals another size and hides a transposed W_in/W_out")
-    seen: dict[int, str] = {}
-    for name, size in sizes.items():
-        if size in seen:
-            reasons.append(f"{seen[size]} == {name} == {size} hides transposes and scale mix-ups")
-        seen.setdefault(size, name)
-    return reasons
+    return EXERCISES[exercise].degenerate_reasons(dims, mask, fixed)
 
 
 # ---------------------------------------------------------------- drawn shapes (hypothesis)
@@ -454,33 +356,12 @@ def _draw_dims(exercise: str, spec: InputSpec, fixed: dict[str, int], choose: Ca
         lo, hi = bounds(name, floor)
         return choose(name, [v for v in range(lo, hi + 1) if v not in avoid] or list(range(lo, hi + 1)))
 
-    dims: dict[str, int] = {}
-    if exercise == "manual_attention":
-        dims["batch"] = pick("batch", floor=2)
-        dims["n_heads"] = pick("n_heads", floor=2)
-        dims["seq_q"] = pick("seq_q", floor=2)
-        dims["seq_k"] = dims["seq_q"] if spec.mask in CAUSAL_MASKS else pick("seq_k", {dims["seq_q"]}, floor=2)
-        dims["d_head"] = pick("d_head", {dims["seq_q"], dims["seq_k"]})
-        dims["d_v"] = pick("d_v", {dims["seq_q"], dims["seq_k"], dims["d_head"]})
-        return dims
-    dims["batch"] = pick("batch", floor=2)
-    dims["seq"] = pick("seq", floor=2)
-    dims["n_heads"] = pick("n_heads", {dims["seq"]}, floor=2)
-    lo, hi = bounds("d_model")
-    n = dims["n_heads"]
-    heads = [d for d in range(max(1, -(-lo // n)), max(1, hi // n) + 1) if d not in (dims["seq"], n) and n * d != dims["seq"]]
-    dims["d_model"] = n * choose("d_head", heads or [max(1, -(-lo // n))])
-    if exercise == "transformer_block":
-        dims["d_ff"] = pick("d_ff", {dims["d_model"], dims["seq"]})
-    return dims
+    return EXERCISES[exercise].draw_dims(spec, fixed, pick, bounds, choose)
 
 
 def _acceptable(exercise: str, spec: InputSpec, fixed: dict[str, int], dims: dict[str, int]) -> bool:
-    if exercise != "manual_attention":
-        v = {**spec.shapes, **fixed}["d_model"]
-        lo, hi = (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, v)
-        if not lo <= dims["d_model"] <= hi:
-            return False
+    if not EXERCISES[exercise].in_ranges(spec, fixed, dims):
+        return False
     return not degenerate_reasons(exercise, dims, spec.mask, fixed)
 
 

@@ -44,7 +44,10 @@ class SpecSource:
 
 
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("attnspec.spec").joinpath("schema.json").read_text())
+    """spec/schema.json with the registered exercises filled in (the file leaves the list to the registry)."""
+    data = json.loads(resources.files("attnspec.spec").joinpath("schema.json").read_text())
+    data["$defs"]["exercise"] = {**data["$defs"]["exercise"], "enum": list(EXERCISES)}
+    return data
 
 
 def builtin_sources() -> list[SpecSource]:

@@ -16,19 +16,19 @@ from .errors import UsageError
 from .exercises import EXERCISES
 from .inputs import CAUSAL_MASKS, generate_inputs
 from .properties import PROPERTIES
-from .reference import numpy_ref
 from .specmodel import InputSpec
 
 TOLERANCES = {"float64": {"atol": 1.0e-9, "rtol": 1.0e-7}, "float32": {"atol": 1.0e-5, "rtol": 1.0e-4}}  # as the shipped spec
-SHAPES = {
-    "manual_attention": {"batch": 2, "n_heads": 3, "seq_q": 5, "seq_k": 7, "d_head": 4, "d_v": 6},
-    "multi_head_attention": {"batch": 2, "seq": 5, "d_model": 12, "n_heads": 3},
-    "transformer_block": {"batch": 2, "seq": 5, "d_model": 12, "n_heads": 3, "d_ff": 7},
-}
-PARAMS = {
-    "permutation_equivariance": {"manual_attention": {"permute": "queries", "expect": "holds"}, "*": {"permute": "tokens", "expect": "holds"}},
-    "causal_mask_function": {"*": {"sizes": [1, 2, 5]}},
-}
+SHAPES = {name: e.skeleton_dims for name, e in EXERCISES.items()}
+
+
+def _params(exercise: str, prop_name: str) -> dict[str, Any] | None:
+    """The params a new case of this property starts from (None: the property takes none)."""
+    if prop_name == "permutation_equivariance":
+        return {"permute": EXERCISES[exercise].permute_modes[0], "expect": "holds"}
+    if prop_name == "causal_mask_function":
+        return {"sizes": [1, 2, 5]}
+    return None
 
 
 def case_skeleton(exercise: str, prop_name: str, case_id: str | None = None) -> str:
@@ -37,14 +37,13 @@ def case_skeleton(exercise: str, prop_name: str, case_id: str | None = None) -> 
         raise UsageError(f"unknown property '{prop_name}'; see `attnspec spec properties`")
     if exercise not in prop.exercises:
         raise UsageError(f"property '{prop_name}' applies to {', '.join(prop.exercises)}, not {exercise}")
-    prefix = {"manual_attention": "ma", "multi_head_attention": "mha", "transformer_block": "block"}[exercise]
+    prefix = EXERCISES[exercise].prefix
     case: dict[str, Any] = {
         "id": case_id or f"{prefix}.{prop_name}.new",
         "title": prop.summary,
         "property": prop_name,
     }
-    params = PARAMS.get(prop_name, {})
-    chosen = params.get(exercise, params.get("*"))
+    chosen = _params(exercise, prop_name)
     inputs = _inputs(exercise, prop) if prop.needs_inputs else None
     if prop_name == "literal_values":
         inputs, chosen = _literal_example(exercise)
@@ -79,12 +78,13 @@ def _inputs(exercise: str, prop: Any) -> dict[str, Any]:
         shapes.pop(name, None)
     mask = "none"
     if prop.masks:
-        mask = next(m for m in prop.masks if exercise == "manual_attention" or not m.endswith("_4d"))
-    poison = prop.name == "mask_blocks_exactly" and exercise == "manual_attention"
+        mask = next(m for m in prop.masks if 4 in EXERCISES[exercise].mask_ndims or not m.endswith("_4d"))
+    poison = prop.name == "mask_blocks_exactly" and EXERCISES[exercise].poison_ok
     if poison:
         mask = "padding"  # keys blocked for every query, holding poison values: a leak is obvious
-    if mask in CAUSAL_MASKS and exercise == "manual_attention":
-        shapes["seq_k"] = shapes["seq_q"]
+    seq_q, seq_k = EXERCISES[exercise].seq_dims
+    if mask in CAUSAL_MASKS:
+        shapes[seq_k] = shapes[seq_q]
     inputs: dict[str, Any] = {"shapes": shapes, "mask": mask, "seed": 0}
     if poison:
         inputs["poison"] = True
@@ -95,16 +95,12 @@ def _inputs(exercise: str, prop: Any) -> dict[str, Any]:
 
 def _literal_example(exercise: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Small literal inputs and their reference output, rounded, as a worked example to edit."""
-    dims = {
-        "manual_attention": {"batch": 1, "n_heads": 1, "seq_q": 2, "seq_k": 3, "d_head": 2, "d_v": 1},
-        "multi_head_attention": {"batch": 1, "seq": 3, "d_model": 4, "n_heads": 2},
-        "transformer_block": {"batch": 1, "seq": 2, "d_model": 4, "n_heads": 2, "d_ff": 3},
-    }[exercise]
+    dims = EXERCISES[exercise].example_dims
     made = generate_inputs(exercise, InputSpec(shapes=dims, seed=0), dims)
     rounded = {k: _round(v) for k, v in made.args.items()}
-    out = getattr(numpy_ref, exercise)(*[_as_array(rounded[a]) for a in EXERCISES[exercise].args])
+    out = EXERCISES[exercise].reference("numpy")(*[_as_array(rounded[a]) for a in EXERCISES[exercise].args])
     literal = {k: v for k, v in rounded.items()}
-    index = [0, 0, 0] if exercise == "manual_attention" else [0, 0]
+    index = [0] * (len(EXERCISES[exercise].output_shape) - 1)  # one row of the output
     checks = [{"select": index, "expected": out[tuple(index)].tolist()}]
     return {"literal": literal}, {"checks": checks}
 

@@ -18,7 +18,7 @@ import numpy as np
 from . import numpy_ref
 from .numpy_ref import LAYER_NORM_EPS, attention_pattern, erf, merge_heads, split_heads
 
-__all__ = ["manual_attention_vjp", "multi_head_attention_vjp", "transformer_block_vjp"]
+__all__ = ["manual_attention_vjp", "multi_head_attention_vjp", "transformer_block_vjp", "post_norm_block_vjp"]
 
 
 def _f64(a: np.ndarray) -> np.ndarray:
@@ -194,6 +194,60 @@ def transformer_block_vjp(
     # h1 = LN(x; ln1_g, ln1_b)
     grad_x_ln, grad_ln1_g, grad_ln1_b = _layer_norm_backward(x, p["ln1_g"], mha["x"])
     grad_x = grad_x + grad_x_ln
+
+    return {
+        "x": grad_x,
+        "ln1_g": grad_ln1_g,
+        "ln1_b": grad_ln1_b,
+        "W_Q": mha["W_Q"],
+        "W_K": mha["W_K"],
+        "W_V": mha["W_V"],
+        "W_O": mha["W_O"],
+        "ln2_g": grad_ln2_g,
+        "ln2_b": grad_ln2_b,
+        "W_in": grad_W_in,
+        "b_in": grad_b_in,
+        "W_out": grad_W_out,
+        "b_out": grad_b_out,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# post_norm_block
+# --------------------------------------------------------------------------------------------
+
+
+def post_norm_block_vjp(
+    x: np.ndarray, params: dict, n_heads: int, mask: np.ndarray | None, grad_out: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Gradients of sum(post_norm_block(x, params, n_heads, mask) * grad_out) w.r.t. x and params."""
+    x, grad_out, mask = _f64(x), _f64(grad_out), _f64_mask(mask)
+    p = {name: _f64(value) for name, value in params.items()}
+
+    # forward, as numpy_ref.post_norm_block, keeping the intermediates
+    s1 = x + numpy_ref.multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask)  # (B, T, d_model)
+    a = numpy_ref.layer_norm(s1, p["ln1_g"], p["ln1_b"])  # (B, T, d_model)
+    u = a @ p["W_in"] + p["b_in"]  # (B, T, d_ff)
+    z = numpy_ref.gelu(u)  # (B, T, d_ff)
+    s2 = a + z @ p["W_out"] + p["b_out"]  # (B, T, d_model)
+
+    # out = LN(s2; ln2_g, ln2_b)
+    grad_s2, grad_ln2_g, grad_ln2_b = _layer_norm_backward(s2, p["ln2_g"], grad_out)
+    # s2 = a + z @ W_out + b_out: the residual path carries grad_s2 straight to a
+    grad_a = grad_s2.copy()
+    grad_W_out = _sum_to_matrix(z, grad_s2)  # (d_ff, d_model)
+    grad_b_out = grad_s2.sum(axis=(0, 1))  # (d_model,)
+    grad_z = grad_s2 @ p["W_out"].T  # (B, T, d_ff)
+    # z = gelu(u); u = a @ W_in + b_in
+    grad_u = grad_z * _gelu_derivative(u)  # (B, T, d_ff)
+    grad_W_in = _sum_to_matrix(a, grad_u)  # (d_model, d_ff)
+    grad_b_in = grad_u.sum(axis=(0, 1))  # (d_ff,)
+    grad_a = grad_a + grad_u @ p["W_in"].T
+    # a = LN(s1; ln1_g, ln1_b)
+    grad_s1, grad_ln1_g, grad_ln1_b = _layer_norm_backward(s1, p["ln1_g"], grad_a)
+    # s1 = x + multi_head_attention(x, ...): x gets the residual and the attention's gradient
+    mha = _mha_backward(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask, grad_s1)
+    grad_x = grad_s1 + mha["x"]
 
     return {
         "x": grad_x,

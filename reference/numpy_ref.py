@@ -1,4 +1,4 @@
-"""NumPy reference for the three attention exercises.
+"""NumPy reference for the attention exercises.
 
 Written to be read by a learner after the deadline: named dimensions, a shape comment on every
 reshape, one code path. Every function keeps the dtype of its inputs and never writes to them.
@@ -91,3 +91,10 @@ def transformer_block(x: np.ndarray, params: dict, n_heads: int, mask: np.ndarra
     p = params
     a = x + multi_head_attention(layer_norm(x, p["ln1_g"], p["ln1_b"]), p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask)
     return a + gelu(layer_norm(a, p["ln2_g"], p["ln2_b"]) @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"]
+
+
+def post_norm_block(x: np.ndarray, params: dict, n_heads: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Post-norm block (the original "Add & Normalize"): LayerNorm after each residual add."""
+    p = params
+    a = layer_norm(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
+    return layer_norm(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])

@@ -1,4 +1,4 @@
-"""PyTorch reference for the three attention exercises, line for line like `numpy_ref`.
+"""PyTorch reference for the attention exercises, line for line like `numpy_ref`.
 
 Differentiable end to end, so its gradients are the ones a learner's code must reproduce.
 """
@@ -74,3 +74,10 @@ def transformer_block(x: torch.Tensor, params: dict, n_heads: int, mask: torch.T
     p = params
     a = x + multi_head_attention(layer_norm(x, p["ln1_g"], p["ln1_b"]), p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask)
     return a + gelu(layer_norm(a, p["ln2_g"], p["ln2_b"]) @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"]
+
+
+def post_norm_block(x: torch.Tensor, params: dict, n_heads: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Post-norm block (the original "Add & Normalize"): LayerNorm after each residual add."""
+    p = params
+    a = layer_norm(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
+    return layer_norm(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])

@@ -313,6 +313,7 @@ BLOCK_DEFAULTS = {
     "ln_affine": True,  # False: LayerNorm without its gain and bias
     "mlp_bias": True,  # False: b_in and b_out never added
     "attn_residual": True,  # False: the attention edit is not added to x
+    "ln2": True,  # False: the second LayerNorm is left out
     "batch": "ok",
     "precision": "native",
 }
@@ -363,10 +364,21 @@ def transformer_block(x: Any, params: dict, n_heads: int, mask: Any = None, **kn
 
     if k["norm"] == "post":
         a = ln(x + mha(x) if k["attn_residual"] else mha(x), "ln1")
-        return ln(a + mlp(a) if k["mlp_residual"] else mlp(a), "ln2")
+        out = a + mlp(a) if k["mlp_residual"] else mlp(a)
+        return ln(out, "ln2") if k["ln2"] else out
     a = x + mha(ln(x, "ln1")) if k["attn_residual"] else mha(ln(x, "ln1"))
-    h = mlp(ln(a if k["ln2_input"] == "a" else x, "ln2"))
+    second = a if k["ln2_input"] == "a" else x
+    h = mlp(ln(second, "ln2") if k["ln2"] else second)
     return a + h if k["mlp_residual"] else h
 
 
 _block_plain = transformer_block  # the function itself, even where a submission redefines the public name
+
+
+# ---------------------------------------------------------------- post-norm block
+
+
+def post_norm_block(x: Any, params: dict, n_heads: int, mask: Any = None, **knobs: Any) -> Any:
+    """post_norm_block with knobs: transformer_block's knobs, with norm='post' by default
+    (norm='pre' is pre-norm code submitted as the post-norm block)."""
+    return _block_plain(x, params, n_heads, mask, **{"norm": "post", **knobs})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from attnspec.exercises import EXERCISES
 from attnspec.misconceptions import Misconception
 from attnspec.reference import variants
 
@@ -22,19 +23,23 @@ _STANDALONE = (
 )
 assert "numpy_ref" not in _STANDALONE, "the learner files must not depend on attnspec"
 
+
+
+def _params(exercise: str) -> str:
+    """The parameter list of an exercise's signature, defaults included ("Q, K, V, mask=None")."""
+    signature = EXERCISES[exercise].signature
+    return signature[signature.index("(") + 1 : -1]
+
+
+# Each function, correct, through the standalone variants (`_variant_<name>`: the learner file
+# redefines the public names, so the knob-driven versions are kept under their own).
 _CORRECT = {
-    "manual_attention": "def manual_attention(Q, K, V, mask=None):\n    return attention(Q, K, V, mask)\n",
-    "multi_head_attention": "def multi_head_attention(x, W_Q, W_K, W_V, W_O, n_heads, mask=None):\n    return _variant_mha(x, W_Q, W_K, W_V, W_O, n_heads, mask)\n",
-    "transformer_block": "def transformer_block(x, params, n_heads, mask=None):\n    return _variant_block(x, params, n_heads, mask)\n",
+    **{e: f"def {e}({_params(e)}):\n    return _variant_{e}({', '.join(EXERCISES[e].args)})\n" for e in EXERCISES},
     "causal_mask": "def causal_mask(seq_len):\n    return _variant_causal_mask(seq_len)\n",
 }
-
-_SIGNATURES = {
-    "manual_attention": ("Q, K, V, mask=None", "Q, K, V, mask"),
-    "multi_head_attention": ("x, W_Q, W_K, W_V, W_O, n_heads, mask=None", "x, W_Q, W_K, W_V, W_O, n_heads, mask"),
-    "transformer_block": ("x, params, n_heads, mask=None", "x, params, n_heads, mask"),
-}
-_IMPL = {"manual_attention": "attention", "multi_head_attention": "_variant_mha", "transformer_block": "_variant_block"}
+_SIGNATURES = {e: (_params(e), ", ".join(EXERCISES[e].args)) for e in EXERCISES}
+_IMPL = {e: f"_variant_{e}" for e in EXERCISES}
+_ALIASES = "".join(f"_variant_{e} = {EXERCISES[e].variant_function}\n" for e in EXERCISES) + "_variant_causal_mask = causal_mask\n"
 
 # Structural mistakes, as a learner would write them (one template per kind; {sig}, {args},
 # {impl}, {first} are filled in per exercise).
@@ -106,7 +111,7 @@ def learner_source(m: Misconception, backend: str) -> str:
     parts = [
         head,
         _STANDALONE,
-        "_variant_mha = multi_head_attention\n_variant_block = transformer_block\n_variant_causal_mask = causal_mask\n",
+        _ALIASES,
     ]
     functions = dict(_CORRECT)
     kind = m.id.split(".", 1)[1]

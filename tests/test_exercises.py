@@ -94,6 +94,19 @@ SOLUTIONS = {
             a = x + multi_head_attention(ln(x, p["ln1_g"], p["ln1_b"]), p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask)
             return a + gelu(ln(a, p["ln2_g"], p["ln2_b"]) @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"]
         """,
+        "post_norm_block": """
+            p = params
+
+            def ln(v, g, b):
+                return (v - v.mean(axis=-1, keepdims=True)) / np.sqrt(v.var(axis=-1, keepdims=True) + 1e-5) * g + b
+
+            def gelu(z):
+                erf = np.vectorize(math.erf, otypes=[np.float64])
+                return (0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))).astype(z.dtype)
+
+            a = ln(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
+            return ln(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
+        """,
     },
     "torch": {
         "causal_mask": """
@@ -126,6 +139,18 @@ SOLUTIONS = {
 
             a = x + multi_head_attention(ln(x, p["ln1_g"], p["ln1_b"]), p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask)
             return a + gelu(ln(a, p["ln2_g"], p["ln2_b"]) @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"]
+        """,
+        "post_norm_block": """
+            p = params
+
+            def ln(v, g, b):
+                return (v - v.mean(dim=-1, keepdim=True)) / torch.sqrt(v.var(dim=-1, keepdim=True, correction=0) + 1e-5) * g + b
+
+            def gelu(z):
+                return 0.5 * z * (1.0 + torch.erf(z / math.sqrt(2.0)))
+
+            a = ln(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
+            return ln(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
         """,
     },
 }

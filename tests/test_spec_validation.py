@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from attnspec.errors import SpecError
+from attnspec.exercises import EXERCISE_NAMES
 from attnspec.loader import check_spec, load_spec, summarize
 from attnspec.properties import PROPERTIES
 
@@ -130,7 +131,8 @@ def test_cli_validate_clean_prints_a_summary_and_counts():
     proc = run_cli("spec", "validate")
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert re.match(r"spec OK: \d+ cases in 3 files \(manual_attention \d+, multi_head_attention \d+, transformer_block \d+\)", first)
+    counts = ", ".join(rf"{name} \d+" for name in EXERCISE_NAMES)  # one shipped file per registered exercise
+    assert re.match(rf"spec OK: \d+ cases in {len(EXERCISE_NAMES)} files \({counts}\)", first), first
     assert "scale_discrimination" in proc.stdout and "gradients_match" in proc.stdout
 
 

@@ -14,14 +14,18 @@ from typing import Any, Callable
 import numpy as np
 
 from ..compare import compare_values, name_axes
-from ..exercises import BACKENDS, EXERCISES, FUNCTIONS
+from ..exercises import BACKENDS, EXERCISES, FUNCTIONS, Exercise
 from ..inputs import Inputs
-from ..reference import numpy_ref
 from ..runner import CallOutcome, CaseRunner, GradRequest, Limits
 from ..reports.failure import render_failure
 from ..specmodel import Case, Tolerance
 
-ALL_EXERCISES = tuple(EXERCISES)
+
+
+def every_exercise(exercise: "Exercise") -> bool:
+    """For properties that hold for any exercise's function (its shape, dtype, values, batch...)."""
+    return True
+
 
 
 class Failed(Exception):
@@ -78,10 +82,13 @@ class Observation:
 
 @dataclass
 class PropertyInfo:
+    """A registered property. `exercises` says explicitly where it applies: a tuple of exercise
+    names, or a predicate on the `Exercise` (e.g. `every_exercise`), read against the registry."""
+
     name: str
     summary: str
     check: Callable[["CaseContext", Inputs], None]
-    exercises: tuple[str, ...] = ALL_EXERCISES
+    applies_to: tuple[str, ...] | Callable[[Exercise], bool]
     backends: tuple[str, ...] = BACKENDS
     params_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object", "additionalProperties": False, "properties": {}})
     needs_inputs: bool = True
@@ -90,6 +97,19 @@ class PropertyInfo:
     validate: Callable[[Case, Any], list[tuple[tuple, str]]] | None = None
     function: str | None = None  # the contract function it calls (default: the case's exercise)
     relational: bool = False  # compares the submission with itself rather than with the reference
+
+    def __post_init__(self) -> None:
+        if isinstance(self.applies_to, tuple):
+            unknown = [e for e in self.applies_to if e not in EXERCISES]
+            if unknown:
+                raise ValueError(f"property {self.name!r} names unknown exercises {unknown}; known: {', '.join(EXERCISES)}")
+
+    @property
+    def exercises(self) -> tuple[str, ...]:
+        """The registered exercises this property applies to, in course order."""
+        if isinstance(self.applies_to, tuple):
+            return tuple(e for e in EXERCISES if e in self.applies_to)
+        return tuple(name for name, e in EXERCISES.items() if self.applies_to(e))
 
 
 PROPERTIES: dict[str, PropertyInfo] = {}
@@ -167,7 +187,7 @@ class CaseContext:
 
     def expected(self, inputs: Inputs) -> np.ndarray:
         """The reference output in float64 for these (dtype-rounded) inputs."""
-        return getattr(numpy_ref, inputs.exercise)(*inputs.positional())
+        return EXERCISES[inputs.exercise].reference("numpy")(*inputs.positional())
 
     def values(self, outcome: CallOutcome, inputs: Inputs | list[Any], expected_shape: tuple[int, ...] | None = None, *, function: str | None = None, what: str = "out") -> np.ndarray:
         """The call's output as float64 values of the expected shape, or Failed saying why not."""

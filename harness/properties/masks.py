@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..compare import compare_values
+from ..exercises import EXERCISES
 from ..inputs import BIAS_MASKS, BLOCKING_MASKS, CAUSAL_MASKS, PADDING_MASKS, Inputs
-from .base import CaseContext, PropertyInfo, fail, register, require_nondegenerate, schema, value_kind
+from .base import CaseContext, PropertyInfo, every_exercise, fail, register, require_nondegenerate, schema, value_kind
 from .values import likely_variant
 
 MASK_MISTAKES = {
@@ -27,20 +28,8 @@ def check_future_independence(ctx: CaseContext, inputs: Inputs) -> None:
     k = int(ctx.params.get("position", max(1, seq // 2)))
     k = min(max(k, 1), seq - 1)
     rng = ctx.rng(salt=5)
-    a = inputs.args
-    if inputs.exercise == "manual_attention":
-        changed = {}
-        for name in ("Q", "K", "V"):
-            arr = a[name].copy()
-            arr[:, :, k:] = 3.0 * rng.standard_normal(arr[:, :, k:].shape)
-            changed[name] = arr
-        moved = inputs.with_args(**changed)
-        what = f"Q, K, V at positions {k}..{seq - 1}"
-    else:
-        x = a["x"].copy()
-        x[:, k:] = 3.0 * rng.standard_normal(x[:, k:].shape)
-        moved = inputs.with_args(x=x)
-        what = f"x at positions {k}..{seq - 1}"
+    args, what = EXERCISES[inputs.exercise].perturb_from(inputs.args, k, rng)
+    moved = inputs.with_args(**args)
     got = ctx.output_of(moved)
     call = ctx.describe_call(moved)
     past = (Ellipsis, slice(0, k), slice(None))
@@ -67,23 +56,8 @@ def check_blocks_exactly(ctx: CaseContext, inputs: Inputs) -> None:
         return
     # Keys blocked for every query must have no influence at all: change them, nothing may move.
     rng = ctx.rng(salt=9)
-    a = inputs.args
-    mask = a["mask"]
-    if inputs.exercise == "manual_attention":
-        full = np.broadcast_to(mask, a["Q"].shape[:2] + mask.shape[-2:])
-        dead = np.all(np.isneginf(full), axis=-2)[..., None]  # (B, H, Tk, 1)
-        K = np.where(dead, 5.0 * rng.standard_normal(a["K"].shape), a["K"])
-        V = np.where(dead, 5.0 * rng.standard_normal(a["V"].shape), a["V"])
-        moved = inputs.with_args(K=K, V=V)
-        keep = (Ellipsis,)
-        what = "K and V at keys that every query has blocked"
-    else:
-        dead_cols = np.all(np.isneginf(mask), axis=0)  # (T,)
-        x = a["x"].copy()
-        x[:, dead_cols] = 3.0 * rng.standard_normal(x[:, dead_cols].shape)
-        moved = inputs.with_args(x=x)
-        keep = (slice(None), ~dead_cols)
-        what = f"x at the blocked positions {np.flatnonzero(dead_cols).tolist()}"
+    args, keep, what = EXERCISES[inputs.exercise].change_blocked(inputs.args, rng)
+    moved = inputs.with_args(**args)
     moved_out = ctx.output_of(moved)
     mismatch = compare_values(moved_out[keep], got[keep], ctx.tol, "out", against="the outputs before the change")
     if mismatch is not None:
@@ -114,6 +88,7 @@ register(
         "mask_future_independence",
         "with a causal mask, output i does not change when tokens after i change",
         check_future_independence,
+        applies_to=every_exercise,
         params_schema=schema(position={"type": "integer", "minimum": 1}),
         masks=CAUSAL_MASKS,
         relational=True,
@@ -124,6 +99,7 @@ register(
         "mask_blocks_exactly",
         "-inf mask entries block exactly: blocked keys have no influence",
         check_blocks_exactly,
+        applies_to=every_exercise,
         masks=BLOCKING_MASKS,
     )
 )
@@ -132,6 +108,7 @@ register(
         "mask_additive_bias",
         "finite mask entries act as additive biases on the scaled scores",
         check_additive_bias,
+        applies_to=every_exercise,
         masks=BIAS_MASKS,
     )
 )

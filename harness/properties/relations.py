@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..compare import compare_values
+from ..exercises import EXERCISES
+from ..exercises.base import join_and
 from ..inputs import CAUSAL_MASKS, Inputs, dims_of
 from ..specmodel import Case
-from .base import CaseContext, PropertyInfo, fail, register, require_nondegenerate, schema
+from .base import CaseContext, PropertyInfo, every_exercise, fail, register, require_nondegenerate, schema
 
 
 def _permutation(ctx: CaseContext, n: int) -> np.ndarray:
@@ -18,34 +20,13 @@ def _permutation(ctx: CaseContext, n: int) -> np.ndarray:
     return perm
 
 
-def _permute_mask(mask: np.ndarray | None, rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray | None:
-    if mask is None:
-        return None
-    if rows is not None:
-        mask = np.take(mask, rows, axis=-2)
-    if cols is not None:
-        mask = np.take(mask, cols, axis=-1)
-    return mask
-
-
 def check_permutation(ctx: CaseContext, inputs: Inputs) -> None:
-    mode = ctx.params.get("permute", "queries" if ctx.exercise == "manual_attention" else "tokens")
+    exercise = EXERCISES[ctx.exercise]
+    mode = ctx.params.get("permute", exercise.permute_modes[0])
     expect = ctx.params.get("expect", "holds")
     out = ctx.output_of(inputs)
-    a = inputs.args
-    if mode == "queries":
-        perm = _permutation(ctx, a["Q"].shape[2])
-        moved = inputs.with_args(Q=a["Q"][:, :, perm], mask=_permute_mask(a["mask"], perm, None))
-        target, what = out[:, :, perm], "permuting the query positions must permute the output rows the same way"
-    elif mode == "keys_values":
-        perm = _permutation(ctx, a["K"].shape[2])
-        moved = inputs.with_args(K=a["K"][:, :, perm], V=a["V"][:, :, perm], mask=_permute_mask(a["mask"], None, perm))
-        target, what = out, "permuting the keys and values together must leave the output unchanged"
-    else:
-        perm = _permutation(ctx, a["x"].shape[1])
-        mask = a["mask"] if expect == "breaks" else _permute_mask(a["mask"], perm, perm)
-        moved = inputs.with_args(x=a["x"][:, perm], mask=mask)
-        target, what = out[:, perm], "permuting the tokens must permute the output the same way"
+    args, perm, target, what = exercise.permute(inputs.args, mode, lambda n: _permutation(ctx, n), expect, out)
+    moved = inputs.with_args(**args)
     require_nondegenerate(ctx, out, inputs, axis=-2)
     got = ctx.output_of(moved)
     call = ctx.describe_call(moved)
@@ -63,14 +44,19 @@ def check_permutation(ctx: CaseContext, inputs: Inputs) -> None:
 def _validate_permutation(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]:
     mode = case.params.get("permute")
     expect = case.params.get("expect", "holds")
+    exercise = EXERCISES[case.exercise]
     problems = []
-    if mode in ("queries", "keys_values") and case.exercise != "manual_attention":
-        problems.append((("params", "permute"), f"permute: {mode} applies to manual_attention; use permute: tokens"))
-    if mode == "tokens" and case.exercise == "manual_attention":
-        problems.append((("params", "permute"), "manual_attention takes Q, K, V separately: use permute: queries or keys_values"))
+    if mode is not None and mode not in exercise.permute_modes:
+        if len(exercise.permute_modes) > 1:
+            arrays = ", ".join(a for a in exercise.args if a != "mask")
+            problems.append((("params", "permute"), f"{exercise.name} takes {arrays} separately: use permute: {' or '.join(exercise.permute_modes)}"))
+        else:
+            owners = join_and([e.name for e in EXERCISES.values() if mode in e.permute_modes])
+            problems.append((("params", "permute"), f"permute: {mode} applies to {owners}; use permute: {exercise.permute_modes[0]}"))
     if expect == "breaks":
-        if case.exercise == "manual_attention":
-            problems.append((("params", "expect"), "expect: breaks applies to multi_head_attention and transformer_block, whose mask stays in place"))
+        if not exercise.mask_moves_with_tokens:
+            owners = join_and([e.name for e in EXERCISES.values() if e.mask_moves_with_tokens])
+            problems.append((("params", "expect"), f"expect: breaks applies to {owners}, whose mask stays in place"))
         elif case.inputs is None or case.inputs.mask not in CAUSAL_MASKS:
             problems.append((("params", "expect"), "expect: breaks needs a causal mask (without one, permuting tokens permutes the output)"))
     return problems
@@ -88,25 +74,13 @@ def check_batch_independence(ctx: CaseContext, inputs: Inputs) -> None:
 
 
 def _slice(inputs: Inputs, *, batch: int | None = None, head: int | None = None) -> Inputs:
-    a = dict(inputs.args)
-    if inputs.exercise == "manual_attention":
-        for name in ("Q", "K", "V"):
-            if batch is not None:
-                a[name] = a[name][batch : batch + 1]
-            if head is not None:
-                a[name] = a[name][:, head : head + 1]
-        mask = a["mask"]
-        if mask is not None and mask.ndim == 4:
-            a["mask"] = mask[batch : batch + 1] if batch is not None else mask[:, head : head + 1]
-    else:
-        a["x"] = a["x"][batch : batch + 1]
-    sliced = inputs.with_args(**a)
+    sliced = inputs.with_args(**EXERCISES[inputs.exercise].slice(inputs.args, batch=batch, head=head))
     sliced.dims = dims_of(sliced)
     return sliced
 
 
 def check_head_independence(ctx: CaseContext, inputs: Inputs) -> None:
-    if ctx.exercise == "manual_attention":
+    if "n_heads" in EXERCISES[ctx.exercise].output_shape:  # heads are an axis of the inputs and the output: slice one
         out = ctx.output_of(inputs)
         for h in range(min(out.shape[1], 3)):
             one = _slice(inputs, head=h)
@@ -116,7 +90,7 @@ def check_head_independence(ctx: CaseContext, inputs: Inputs) -> None:
                 raise fail("relation", claim=f"head {h} gives a different result alone than among {out.shape[1]} heads", comparison=mismatch.details,
                            call=ctx.describe_call(one), hints=["hint.mixes_heads"], claim_hidden="a head gives a different result alone than among all heads")
         return
-    # multi_head_attention: with W_O = I the output columns of head h come from head h alone.
+    # heads live in column blocks of W_Q, W_K, W_V: with W_O = I the output columns of head h come from head h alone.
     a = inputs.args
     d_model, n_heads = a["x"].shape[-1], int(a["n_heads"])
     d_head = d_model // n_heads
@@ -150,17 +124,18 @@ register(
         "without a mask, reordering tokens reorders the output (and a causal mask breaks this)",
         check_permutation,
         params_schema=schema(permute={"enum": ["queries", "keys_values", "tokens"]}, expect={"enum": ["holds", "breaks"]}),
+        applies_to=every_exercise,
         validate=_validate_permutation,
         relational=True,
     )
 )
-register(PropertyInfo("batch_independence", "each batch element is computed independently", check_batch_independence, relational=True))
+register(PropertyInfo("batch_independence", "each batch element is computed independently", check_batch_independence, applies_to=every_exercise, relational=True))
 register(
     PropertyInfo(
         "head_independence",
         "each head is computed independently and lands in its own slot",
         check_head_independence,
-        exercises=("manual_attention", "multi_head_attention"),
+        applies_to=("manual_attention", "multi_head_attention"),
         relational=True,
     )
 )

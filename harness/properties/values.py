@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 
 from ..compare import compare_values
-from ..exercises import EXERCISES
+from ..exercises import EXERCISES, Exercise
 from ..inputs import Inputs
-from ..reference import gradients, numpy_ref, variants
 from ..runner import GradRequest
 from ..specmodel import Case
-from .base import CaseContext, PropertyInfo, fail, register, schema, value_kind
+from .base import CaseContext, PropertyInfo, every_exercise, fail, register, schema, value_kind
 
 
 def check_matches_reference(ctx: CaseContext, inputs: Inputs) -> None:
@@ -100,11 +99,8 @@ SCALE_IDS = {"none": "ma.no_scaling", "d_head": "ma.scale_d_head", "sqrt_d_model
 
 def with_attention_knobs(inputs: Inputs, **knobs: Any) -> np.ndarray:
     """The reference output with the per-head attention changed by `knobs` (a known mistake)."""
-    if inputs.exercise == "manual_attention":
-        return variants.attention(*inputs.positional(), **knobs)
-    if inputs.exercise == "multi_head_attention":
-        return variants.multi_head_attention(*inputs.positional(), attention=knobs)
-    return variants.transformer_block(*inputs.positional(), mha={"attention": knobs})
+    exercise = EXERCISES[inputs.exercise]
+    return exercise.variant(*inputs.positional(), **exercise.attention_knobs(knobs))
 
 
 def likely_variant(ctx: CaseContext, inputs: Inputs, got: np.ndarray, candidates: dict[str, dict[str, Any]]) -> list[str]:
@@ -135,10 +131,11 @@ def validate_scale_discrimination(case: Case, inputs: Inputs | None) -> list[tup
     """The case must tell every wrong scale apart from the right one, by far more than its tolerance."""
     if inputs is None:
         return []
-    expected = getattr(numpy_ref, case.exercise)(*inputs.positional())
+    exercise = EXERCISES[case.exercise]
+    expected = exercise.reference("numpy")(*inputs.positional())
     problems = []
     for scale in ALTERNATIVE_SCALES:
-        if scale == "sqrt_d_model" and case.exercise == "manual_attention" and inputs.dims["n_heads"] == 1:
+        if scale == "sqrt_d_model" and inputs.dims["n_heads"] == 1 and not takes_n_heads(exercise):  # one head as an input axis: sqrt(d_model) is sqrt(d_head)
             continue
         alt = with_attention_knobs(inputs, scale=scale)
         for dtype, tol in case.tolerances.items():
@@ -166,6 +163,11 @@ def _score_magnitude(ctx: CaseContext, inputs: Inputs) -> float:
 
 
 # ---------------------------------------------------------------- one head
+
+
+def takes_n_heads(exercise: Exercise) -> bool:
+    """n_heads is an argument (so a case can set it to 1), not an axis of the inputs."""
+    return "n_heads" in exercise.args
 
 
 def check_single_head(ctx: CaseContext, inputs: Inputs) -> None:
@@ -204,13 +206,6 @@ def check_causal_mask_function(ctx: CaseContext, inputs: Inputs | None) -> None:
 
 # ---------------------------------------------------------------- gradients (PyTorch)
 
-VJPS = {
-    "manual_attention": lambda a: gradients.manual_attention_vjp(*a),
-    "multi_head_attention": lambda a: gradients.multi_head_attention_vjp(*a),
-    "transformer_block": lambda a: gradients.transformer_block_vjp(*a),
-}
-
-
 def gradient_inputs(inputs: Inputs) -> list[str]:
     names = []
     for name, value in inputs.args.items():
@@ -239,7 +234,7 @@ def check_gradients(ctx: CaseContext, inputs: Inputs) -> None:
         missing = ", ".join(outcome.grad_missing)
         raise fail("grad_missing", claim=f"no gradient reached {missing}: the output does not depend on {'them' if len(outcome.grad_missing) > 1 else 'it'} through autograd",
                    call=call, evidence={**evidence, "missing": list(outcome.grad_missing)})
-    expected = VJPS[ctx.exercise](inputs.positional() + [cotangent])
+    expected = EXERCISES[ctx.exercise].vjp(inputs.positional(), cotangent)
     for name in wrt:
         key = name.split(".", 1)[1] if name.startswith("params.") else name
         grad = (outcome.grads or {}).get(name)
@@ -260,23 +255,24 @@ def _validate_grad(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]
     return [(("params", "wrt"), f"'{w}' is not an array input; choose from {', '.join(names)}") for w in case.params.get("wrt", []) if w not in names]
 
 
-register(PropertyInfo("matches_reference", "the output equals the reference on these inputs", check_matches_reference))
-register(PropertyInfo("literal_values", "the output has the literal values of a worked example", check_literal_values, params_schema=LITERAL_SCHEMA, validate=validate_literal_values))
+register(PropertyInfo("matches_reference", "the output equals the reference on these inputs", check_matches_reference, applies_to=every_exercise))
+register(PropertyInfo("literal_values", "the output has the literal values of a worked example", check_literal_values, applies_to=every_exercise, params_schema=LITERAL_SCHEMA, validate=validate_literal_values))
 register(
     PropertyInfo(
         "scale_discrimination",
         "scores are divided by sqrt(d_head), before the softmax (no other scale fits)",
         check_scale_discrimination,
+        applies_to=every_exercise,
         validate=validate_scale_discrimination,
     )
 )
-register(PropertyInfo("numerical_stability", "large attention scores (~1e3) give finite, correct outputs", check_numerical_stability))
+register(PropertyInfo("numerical_stability", "large attention scores (~1e3) give finite, correct outputs", check_numerical_stability, applies_to=every_exercise))
 register(
     PropertyInfo(
         "single_head_equivalence",
         "with n_heads=1 the sublayer equals single-head attention followed by W_O",
         check_single_head,
-        exercises=("multi_head_attention", "transformer_block"),
+        applies_to=takes_n_heads,
         fixed_dims={"n_heads": 1},
     )
 )
@@ -285,7 +281,7 @@ register(
         "causal_mask_function",
         "causal_mask(n) lets position i see 0..i and blocks the rest",
         check_causal_mask_function,
-        exercises=("manual_attention",),
+        applies_to=("manual_attention",),
         params_schema=schema(sizes={"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1, "maximum": 64}}),
         needs_inputs=False,
         function="causal_mask",
@@ -296,6 +292,7 @@ register(
         "gradients_match",
         "PyTorch gradients with respect to the inputs (and block parameters) equal the reference's",
         check_gradients,
+        applies_to=every_exercise,
         backends=("torch",),
         params_schema=schema(wrt={"type": "array", "minItems": 1, "items": {"type": "string"}}),
         validate=_validate_grad,
