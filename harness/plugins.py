@@ -173,7 +173,7 @@ def _property_info(name: str, check: Any, origin: Origin, *, exercises: Iterable
         name,
         text,
         _guarded(check, name, origin),
-        exercises=exercises,
+        applies_to=exercises,
         backends=backends,
         params_schema=schema,
         needs_inputs=bool(needs_inputs),
