@@ -24,6 +24,7 @@ from .inputs import generate_inputs, literal_inputs, literal_problems, shape_pro
 from .plugins import HINT as PLUGIN_HINT
 from .properties import PROPERTIES
 from .specmodel import SPEC_VERSIONS, Case, ForbiddenCall, InputSpec, Location, Rules, Spec, SpecFile, Tolerance, Withheld
+from .schemawords import case_prefix, schema_problems
 from .yamlpos import YamlDocument, load_yaml
 
 BUILTIN_PREFIX = "attnspec:spec/"
@@ -189,7 +190,7 @@ class _FileLoader:
                 bad_cases.add(path[1])
             else:
                 file_level_ok = False
-            self.add(path, f"{self._case_prefix(list(path), data)}{path[-1]}={value!r} must be a finite number")
+            self.add(path, f"{case_prefix(list(path), data)}{path[-1]}={value!r} must be a finite number")
         if not file_level_ok:
             return _Loaded(None, [], None, [], self.problems)
         defaults = data.get("defaults", {})
@@ -212,57 +213,8 @@ class _FileLoader:
     # ---- schema errors, in words
 
     def _schema_problem(self, error: jsonschema.ValidationError, data: dict[str, Any]) -> None:
-        path = list(error.absolute_path)
-        prefix = self._case_prefix(path, data)
-        name = str(path[-1]) if path else "file"
-        v, value, inst = error.validator, error.validator_value, error.instance
-        if v == "required":
-            missing = [k for k in value if isinstance(inst, dict) and k not in inst]
-            for key in missing:
-                self.add(path, f"{prefix}missing required field '{key}'")
-            return
-        if v == "additionalProperties" and isinstance(inst, dict):
-            known = list(error.schema.get("properties", {}))
-            for extra in sorted(set(inst) - set(known)):
-                hint = difflib.get_close_matches(str(extra), known, n=1)
-                more = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(known)}"
-                self.add(path + [extra], f"{prefix}unknown field '{extra}'{more}", at_key=True)
-            return
-        if v == "propertyNames":
-            self.add(path + [inst], f"{prefix}'{inst}' is not a dtype; expected one of float64, float32, float16, bfloat16", at_key=True)
-            return
-        ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
-        if v in ops:
-            self.add(path, f"{prefix}{name}={inst!r} must be {ops[v]} {value}")
-        elif v == "type":
-            self.add(path, f"{prefix}{name} must be {_type_words(value)}, got {_short(inst)}")
-        elif v in ("enum", "const"):
-            options = value if v == "enum" else [value]
-            hint = difflib.get_close_matches(str(inst), [str(o) for o in options], n=1)
-            more = f" (did you mean '{hint[0]}'?)" if hint else ""
-            self.add(path, f"{prefix}{name}={_short(inst)} is not one of: {', '.join(map(str, options))}{more}")
-        elif v == "pattern":
-            what = "ids are dotted lower_snake_case, e.g. mha.causal_mask.small" if name == "id" else f"it must match {value}"
-            self.add(path, f"{prefix}{name}={_short(inst)} is not allowed: {what}")
-        elif v == "oneOf" and len(path) >= 2 and path[-2] == "shapes":
-            self.add(path, f"{prefix}{name}={_short(inst)}: a dimension is a positive integer or a [low, high] range")
-        elif v == "oneOf":
-            self.add(path, f"{prefix}{name}={_short(inst)}: expected a nested list of numbers, {{eye: n, scale: s}} or {{fill: v, shape: [...]}}")
-        elif v == "uniqueItems":
-            self.add(path, f"{prefix}{name} lists an entry twice: {_short(inst)}")
-        elif v in ("minItems", "minLength", "minProperties"):
-            self.add(path, f"{prefix}{name} must not be empty")
-        else:
-            self.add(path, f"{prefix}{error.message}")
-
-    def _case_prefix(self, path: list, data: dict[str, Any]) -> str:
-        if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
-            cases = data.get("cases", [])
-            raw = cases[path[1]] if path[1] < len(cases) else None
-            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-                return f"case '{raw['id']}': "
-            return f"case #{path[1] + 1}: "
-        return ""
+        for path, message, at_key in schema_problems(error, data):
+            self.add(path, message, at_key=at_key)
 
     # ---- one case
 
@@ -486,18 +438,6 @@ def build_fixed_inputs(case: Case) -> Any:
 def _reroot(error: jsonschema.ValidationError, prefix: list) -> jsonschema.ValidationError:
     error.path.extendleft(reversed(prefix))
     return error
-
-
-def _type_words(value: Any) -> str:
-    names = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list", "object": "a mapping", "boolean": "true or false", "null": "null"}
-    if isinstance(value, list):
-        return " or ".join(names.get(v, v) for v in value)
-    return names.get(value, str(value))
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def summarize(spec: Spec) -> dict[str, dict[str, int]]:

@@ -28,6 +28,7 @@ from typing import Any
 import jsonschema
 
 from .errors import SpecProblem
+from .schemawords import schema_problems
 from .properties import PROPERTIES
 from .specmodel import Rules, Spec, SpecFile
 from .yamlpos import YamlDocument, load_yaml
@@ -62,8 +63,6 @@ class Overrides:
 
 def read_overrides(path: str) -> tuple[Overrides | None, YamlDocument | None, list[SpecProblem]]:
     """Parse and schema-check the file; semantic checks need the spec (see `apply_overrides`)."""
-    from .loader import _FileLoader  # the spec loader's schema messages, reused word for word
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -74,11 +73,11 @@ def read_overrides(path: str) -> tuple[Overrides | None, YamlDocument | None, li
     data = doc.data
     if not isinstance(data, dict):
         return None, doc, [doc.problem((), "an overrides file must be a mapping with overrides_version: 1 and cases/properties")]
-    words = _FileLoader(doc, jsonschema.Draft202012Validator(schema()), {})
+    problems = list(problems)
     for error in jsonschema.Draft202012Validator(schema()).iter_errors(data):
-        words._schema_problem(error, data)
-    if problems or words.problems:
-        return None, doc, sorted([*problems, *words.problems], key=lambda p: (p.line, p.column, p.message))
+        problems += [doc.problem(tuple(path), message, at_key=at_key) for path, message, at_key in schema_problems(error, data)]
+    if problems:
+        return None, doc, sorted(problems, key=lambda p: (p.line, p.column, p.message))
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return Overrides(path, dict(data.get("course") or {}), dict(data.get("cases") or {}), dict(data.get("properties") or {}), digest), doc, []
 

@@ -1,7 +1,7 @@
 """Instructors' own properties: plugin modules that register checks next to the built-in ones.
 
 A plugin is a Python module that calls `register_property` (re-exported as
-`attnspec.properties.register_property`) when it is imported. It is found in two ways:
+`attnspec.plugins.register_property`) when it is imported. It is found in two ways:
 
 - `--plugins MODULE[,MODULE]` on `attnspec grade`, `spec validate`, `spec check`, `spec new`,
   `spec properties` (and `--attnspec-plugins` for pytest): an importable module name or a path
@@ -36,6 +36,8 @@ import jsonschema
 from .errors import AttnspecError
 from .exercises import BACKENDS, EXERCISES
 from .properties.base import PROPERTIES, CaseAborted, Failed, PropertyInfo, fail, register
+
+__all__ = ["register_property", "fail", "load_plugins", "PluginError"]
 
 ENTRY_POINT_GROUP = "attnspec.properties"
 BUILTIN = "built-in"
@@ -337,7 +339,7 @@ def _import(plugin: Plugin, key: tuple[str, str], load: Callable[[], None]) -> N
     finally:
         _loading.pop()
     if not plugin.properties:
-        print(f"attnspec: warning: {plugin.describe()} registered no property (call attnspec.properties.register_property in it)", file=sys.stderr)
+        print(f"attnspec: warning: {plugin.describe()} registered no property (call attnspec.plugins.register_property in it)", file=sys.stderr)
     PLUGINS[key] = plugin
 
 

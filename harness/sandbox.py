@@ -101,16 +101,6 @@ def describe(requested: str, features: list[str], reason: str = "") -> dict[str,
     return info
 
 
-def summary(info: dict[str, Any] | None) -> str:
-    """One line for a report header: 'namespaces (pid, net, mount, ipc, uts, uid)'."""
-    if not info:
-        return "none"
-    text = f"{info.get('level')}" + (f" ({', '.join(info['features'])})" if info.get("features") else "")
-    if info.get("missing") and info.get("features"):
-        text += f"; missing: {', '.join(info['missing'])}"
-    return text
-
-
 # ---------------------------------------------------------------- grader side: what to hide
 
 

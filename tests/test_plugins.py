@@ -146,7 +146,7 @@ def test_spec_new_makes_a_skeleton_for_a_plugin_property(capsys):
 
 def _entry_point_package(root: Path, module: str, prop: str) -> None:
     write(root / f"{module}.py", f"""\
-        from attnspec.properties import register_property
+        from attnspec.plugins import register_property
 
         @register_property("{prop}", exercises=["manual_attention"], params_schema={{"type": "object", "properties": {{"k": {{"type": "integer"}}}}}})
         def check(ctx, inputs):
@@ -192,7 +192,7 @@ def test_the_same_module_by_entry_point_and_by_plugins_loads_once(tmp_path, monk
 
 def test_a_name_taken_by_a_builtin_is_an_error_naming_both(tmp_path):
     dup = write(tmp_path / "dup.py", """\
-        from attnspec.properties import register_property
+        from attnspec.plugins import register_property
 
 
         @register_property("matches_reference", exercises=["manual_attention"])
@@ -208,8 +208,8 @@ def test_a_name_taken_by_a_builtin_is_an_error_naming_both(tmp_path):
 
 
 def test_a_name_taken_by_another_plugin_is_an_error_naming_both_plugins(tmp_path):
-    first = write(tmp_path / "first.py", "from attnspec.properties import register_property\nregister_property('course_rows', lambda ctx, inputs: None, exercises=['manual_attention'], summary='rows')\n")
-    second = write(tmp_path / "second.py", "from attnspec.properties import register_property\n\nregister_property('course_rows', lambda ctx, inputs: None, exercises=['manual_attention'], summary='rows')\n")
+    first = write(tmp_path / "first.py", "from attnspec.plugins import register_property\nregister_property('course_rows', lambda ctx, inputs: None, exercises=['manual_attention'], summary='rows')\n")
+    second = write(tmp_path / "second.py", "from attnspec.plugins import register_property\n\nregister_property('course_rows', lambda ctx, inputs: None, exercises=['manual_attention'], summary='rows')\n")
     load_plugins([str(first)])
     with pytest.raises(PluginError) as info:
         load_plugins([str(second)])
@@ -347,7 +347,7 @@ def test_a_plugin_property_that_applies_to_other_exercises_is_refused_there(tmp_
 
 def test_a_bug_in_a_plugin_check_fails_the_case_as_the_plugins_error_not_attnspecs(tmp_path):
     buggy = write(tmp_path / "course_buggy_prop.py", """\
-        from attnspec.properties import register_property
+        from attnspec.plugins import register_property
 
 
         @register_property("course_buggy", exercises=["manual_attention"])

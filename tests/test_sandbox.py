@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from attnspec import sandbox
+from attnspec.reports import sandbox_summary
 from attnspec.results import GradeResult, strip_timings
 from attnspec.runner import Limits, WorkerPool, WorkerSession
 from attnspec.submission import load_submission
@@ -126,7 +127,7 @@ def test_sandbox_field_round_trips_through_the_result_model():
     result = GradeResult(submission={"path": "x.py"}, spec={}, status="graded", sandbox=info)
     again = GradeResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again.sandbox == info == {"requested": "auto", "level": "partial", "features": ["pid", "net"], "missing": ["mount", "ipc", "uts", "uid"], "reason": "mount: refused"}
-    assert sandbox.summary(info) == "partial (pid, net); missing: mount, ipc, uts, uid"
+    assert sandbox_summary(info) == "partial (pid, net); missing: mount, ipc, uts, uid"
 
 
 @needs_namespaces

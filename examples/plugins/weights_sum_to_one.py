@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from attnspec.properties import fail, register_property
+from attnspec.plugins import fail, register_property
 
 
 @register_property(

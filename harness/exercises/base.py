@@ -13,12 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..maskkinds import CAUSAL_MASKS, PADDING_MASKS, make_mask  # noqa: F401  (exercise modules read the mask kinds from here)
+
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 TORCH_ONLY_DTYPES = ("float16", "bfloat16")
 
-CAUSAL_MASKS = ("causal", "causal_4d")
-PADDING_MASKS = ("padding", "padding_4d")
 
 # Where each family of mistakes is explained in the course (shown next to a diagnosed mistake).
 COURSE = {
@@ -362,7 +362,6 @@ class StreamExercise(Exercise):
     mask_moves_with_tokens = True
 
     def generate(self, spec: Any, dims: dict[str, int], rng: np.random.Generator) -> dict[str, Any]:
-        from ..inputs import make_mask
         from ..reference import numpy_ref
 
         B, T, Dm, H = (dims[k] for k in ("batch", "seq", "d_model", "n_heads"))

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..reference import gradients
-from .base import CAUSAL_MASKS, COURSE, Contract, Exercise, Misconception, ShapeProblem, batch_head_reasons, distinct_size_reasons, normal, permute_mask, score_factor
+from .base import CAUSAL_MASKS, COURSE, Contract, Exercise, Misconception, ShapeProblem, batch_head_reasons, make_mask, distinct_size_reasons, normal, permute_mask, score_factor
 
 POISON = 1000.0
 
@@ -68,7 +68,6 @@ class ManualAttention(Exercise):
     # ------------------------------------------------------------ inputs
 
     def generate(self, spec: Any, dims: dict[str, int], rng: np.random.Generator) -> dict[str, Any]:
-        from ..inputs import make_mask
 
         B, H, Tq, Tk, D, Dv = (dims[k] for k in self.dims)
         Q = normal(rng, (B, H, Tq, D), spec.scale) + spec.offset

@@ -251,3 +251,13 @@ def _load_where(err: dict[str, Any]) -> str:
     if err.get("line") is not None:
         parts.append(f"line {err['line']}")
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def sandbox_summary(info: dict[str, Any] | None) -> str:
+    """One line for a report header: 'namespaces (pid, net, mount, ipc, uts, uid)'."""
+    if not info:
+        return "none"
+    text = f"{info.get('level')}" + (f" ({', '.join(info['features'])})" if info.get("features") else "")
+    if info.get("missing") and info.get("features"):
+        text += f"; missing: {', '.join(info['missing'])}"
+    return text

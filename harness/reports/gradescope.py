@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 from ..results import CaseResult, ExerciseResult, GradeResult
-from ..sandbox import summary as sandbox_summary
-from . import STATUS_WORDS, case_failure_lines, diagnosis_line, exercise_headline, fmt_points, load_problem_lines, not_run_lines, percent, plural
+from . import STATUS_WORDS, sandbox_summary, case_failure_lines, diagnosis_line, exercise_headline, fmt_points, load_problem_lines, not_run_lines, percent, plural
 from .json_report import finite
 
 VISIBILITY = {"visible": "visible", "hidden": "after_published"}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..misconceptions import BY_ID
 from . import plural
-from ..spec_check import KillMatrix
+
+if TYPE_CHECKING:
+    from ..spec_check import KillMatrix
 
 
 def render_kill_matrix(matrix: KillMatrix) -> str:

@@ -15,9 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import CaseResult, ExerciseResult, GradeResult
-from ..sandbox import summary as sandbox_summary
 from ..sanitize import terminal_safe
 from . import (
+    sandbox_summary,
     STATUS_WORDS,
     case_failure_lines,
     diagnosis_line,
