@@ -133,7 +133,7 @@ def literal_inputs(exercise: str, literal: dict[str, Any]) -> Inputs:
     """Inputs from a case's `literal:` block; shapes are checked by `literal_problems` first."""
     args: dict[str, Any] = {}
     for name in EXERCISES[exercise].args:
-        value = literal.get(name)
+        value: Any = literal.get(name)
         if name == "n_heads":
             args[name] = int(value)
         elif name == "params":
@@ -220,7 +220,7 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
         except ValueError as exc:
             return problems + [(("mask",), f"mask {exc}")]
         seq_q, seq_k = contract.seq_lens(dims)
-        allowed = [(seq_q, seq_k)]
+        allowed: list[tuple[int, ...]] = [(seq_q, seq_k)]
         if 4 in contract.mask_ndims:
             allowed.append((dims["batch"], dims["n_heads"], seq_q, seq_k))
         if tuple(m.shape) not in allowed:

@@ -183,14 +183,14 @@ class _FileLoader:
             else:
                 file_level_ok = False
             self._schema_problem(error, data)
-        for path, value in _non_finite(data):
-            if path in reported:
+        for where, value in _non_finite(data):
+            if where in reported:
                 continue
-            if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
-                bad_cases.add(path[1])
+            if len(where) >= 2 and where[0] == "cases" and isinstance(where[1], int):
+                bad_cases.add(where[1])
             else:
                 file_level_ok = False
-            self.add(path, f"{case_prefix(list(path), data)}{path[-1]}={value!r} must be a finite number")
+            self.add(where, f"{case_prefix(list(where), data)}{where[-1]}={value!r} must be a finite number")
         if not file_level_ok:
             return _Loaded(None, [], None, [], self.problems)
         defaults = data.get("defaults", {})
@@ -428,7 +428,7 @@ def build_fixed_inputs(case: Case) -> Any:
     if spec is None:
         return None
     if spec.is_literal:
-        return literal_inputs(case.exercise, spec.literal)
+        return literal_inputs(case.exercise, spec.literal or {})
     if spec.is_drawn:
         return None
     dims = {**spec.shapes, **props[case.property].fixed_dims}

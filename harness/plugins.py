@@ -220,10 +220,10 @@ def _where(exc: BaseException, prefer: str | None) -> str | None:
     frames = traceback.extract_tb(exc.__traceback__)
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
-    frames = [f for f in frames if not f.filename.startswith("<frozen")]
-    mine = [f for f in frames if prefer and os.path.abspath(f.filename) == os.path.abspath(prefer)]
-    pick = (mine or frames or [None])[-1]
-    return f"{pick.filename}:{pick.lineno}" if pick is not None else None
+    kept = [f for f in frames if not f.filename.startswith("<frozen")]
+    mine = [f for f in kept if prefer and os.path.abspath(f.filename) == os.path.abspath(prefer)]
+    chosen = mine or kept
+    return f"{chosen[-1].filename}:{chosen[-1].lineno}" if chosen else None
 
 
 # ---------------------------------------------------------------- loading

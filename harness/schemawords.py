@@ -17,14 +17,18 @@ def schema_problems(error: jsonschema.ValidationError, data: dict[str, Any]) -> 
     found: list[tuple[list[Any], str, bool]] = []
     prefix = case_prefix(path, data)
     name = str(path[-1]) if path else "file"
-    v, value, inst = error.validator, error.validator_value, error.instance
+    # jsonschema types these as possibly Unset; on a reported error they are set.
+    v: Any = error.validator
+    value: Any = error.validator_value
+    inst: Any = error.instance
+    schema: Any = error.schema
     if v == "required":
         missing = [k for k in value if isinstance(inst, dict) and k not in inst]
         for key in missing:
             found.append((path, f"{prefix}missing required field '{key}'", False))
         return found
     if v == "additionalProperties" and isinstance(inst, dict):
-        known = list(error.schema.get("properties", {}))
+        known = list(schema.get("properties", {}))
         for extra in sorted(set(inst) - set(known)):
             hint = difflib.get_close_matches(str(extra), known, n=1)
             more = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(known)}"
@@ -73,7 +77,7 @@ def case_prefix(path: list[Any], data: dict[str, Any]) -> str:
 def type_words(value: Any) -> str:
     names = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list", "object": "a mapping", "boolean": "true or false", "null": "null"}
     if isinstance(value, list):
-        return " or ".join(names.get(v, v) for v in value)
+        return " or ".join(names.get(str(v), str(v)) for v in value)
     return names.get(value, str(value))
 
 

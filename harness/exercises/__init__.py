@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any, Callable
 
 from .base import BACKENDS, COURSE, DTYPES, TORCH_ONLY_DTYPES, Contract, Exercise, Misconception
 
@@ -64,9 +65,9 @@ def seq_lens(exercise: str, dims: dict[str, int]) -> tuple[int, int]:
     return EXERCISES[exercise].seq_lens(dims)
 
 
-def reference_functions(backend: str) -> dict[str, object]:
+def reference_functions(backend: str) -> dict[str, Callable[..., Any]]:
     """Every function of a correct submission, from the reference on `backend`."""
-    out: dict[str, object] = {}
+    out: dict[str, Callable[..., Any]] = {}
     for e in EXERCISES.values():
         out[e.name] = e.reference(backend)
         for h in e.helpers:

@@ -217,7 +217,8 @@ class Exercise:
     def slice(self, args: dict[str, Any], *, batch: int | None = None, head: int | None = None) -> dict[str, Any]:
         """The arguments for one batch element (or one head, where heads are an input axis)."""
         a = dict(args)
-        a["x"] = a["x"][batch : batch + 1]
+        if batch is not None:
+            a["x"] = a["x"][batch : batch + 1]
         return a
 
     def perturb_from(self, args: dict[str, Any], k: int, rng: np.random.Generator) -> tuple[dict[str, Any], str]:
@@ -354,7 +355,7 @@ class StreamExercise(Exercise):
     """An exercise on the residual stream: x of shape (batch, seq, d_model), n_heads heads of width
     d_model // n_heads, a (seq, seq) mask. Subclasses say how the weights are passed."""
 
-    dims = ("batch", "seq", "d_model", "n_heads")
+    dims: tuple[str, ...] = ("batch", "seq", "d_model", "n_heads")
     output_shape = ("batch", "seq", "d_model")
     mask_ndims = (2,)
     seq_dims = ("seq", "seq")

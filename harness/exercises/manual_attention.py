@@ -122,7 +122,7 @@ class ManualAttention(Exercise):
                 a[name] = a[name][:, head : head + 1]
         mask = a["mask"]
         if mask is not None and mask.ndim == 4:
-            a["mask"] = mask[batch : batch + 1] if batch is not None else mask[:, head : head + 1]
+            a["mask"] = mask[batch : batch + 1] if batch is not None else mask[:, head : head + 1] if head is not None else mask
         return a
 
     def perturb_from(self, args: dict[str, Any], k: int, rng: np.random.Generator) -> tuple[dict[str, Any], str]:
@@ -154,7 +154,8 @@ class ManualAttention(Exercise):
     # ------------------------------------------------------------ references and mistakes
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
-        return gradients.manual_attention_vjp(*args, cotangent)
+        Q, K, V, mask = args
+        return gradients.manual_attention_vjp(Q, K, V, mask, cotangent)
 
     def mistakes(self) -> list[Misconception]:
         n, MA = self.numeric, self.name

@@ -38,7 +38,8 @@ class MultiHeadAttention(StreamExercise):
         return self.attention_knobs(knobs)
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
-        return gradients.multi_head_attention_vjp(*args, cotangent)
+        x, W_Q, W_K, W_V, W_O, n_heads, mask = args
+        return gradients.multi_head_attention_vjp(x, W_Q, W_K, W_V, W_O, n_heads, mask, cotangent)
 
     def mistakes(self) -> list[Misconception]:
         n = self.numeric

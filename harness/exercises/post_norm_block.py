@@ -32,11 +32,12 @@ class PostNormBlock(BlockExercise):
     # attention_input: the sublayer reads x itself (no LayerNorm before it), the StreamExercise default.
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
-        return gradients.post_norm_block_vjp(*args, cotangent)
+        x, params, n_heads, mask = args
+        return gradients.post_norm_block_vjp(x, params, n_heads, mask, cotangent)
 
     def mistakes(self) -> list[Misconception]:
         n = self.numeric
-        course = {"reference": COURSE_POST_NORM}
+        course: dict[str, Any] = {"reference": COURSE_POST_NORM}
         return [
             Misconception("post.pre_norm", self.name, "pre-norm instead of post-norm",
                           "LayerNorm is applied to each sublayer's input (x + sublayer(LN(x)), the pre-norm block of transformer_block); "

@@ -89,7 +89,8 @@ class TransformerBlock(BlockExercise):
         return numpy_ref.layer_norm(x, params["ln1_g"], params["ln1_b"])
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
-        return gradients.transformer_block_vjp(*args, cotangent)
+        x, params, n_heads, mask = args
+        return gradients.transformer_block_vjp(x, params, n_heads, mask, cotangent)
 
     def mistakes(self) -> list[Misconception]:
         n = self.numeric

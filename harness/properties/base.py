@@ -35,7 +35,7 @@ class Failed(Exception):
     hints as catalogue ids); `message` is its rendering, made by the reporters' renderer."""
 
     def __init__(self, message: str | None = None, *, kind: str = "failed", likely: str | None = None, details: dict[str, Any] | None = None, failure: dict[str, Any] | None = None):
-        self.failure = dict(failure) if failure is not None else {"kind": "other", "claim": message}
+        self.failure: dict[str, Any] = dict(failure) if failure is not None else {"kind": "other", "claim": message}
         self.failure.setdefault("outcome", kind)
         self.failure.setdefault("hints", [])
         self.details = details if details is not None else dict(self.failure.get("comparison") or {})

@@ -207,7 +207,7 @@ def check_causal_mask_function(ctx: CaseContext, inputs: Inputs | None) -> None:
 # ---------------------------------------------------------------- gradients (PyTorch)
 
 def gradient_inputs(inputs: Inputs) -> list[str]:
-    names = []
+    names: list[str] = []
     for name, value in inputs.args.items():
         if isinstance(value, dict):
             names.extend(f"{name}.{k}" for k in value)
