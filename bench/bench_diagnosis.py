@@ -76,6 +76,7 @@ def run_file(path: Path, spec, pool) -> dict:
         "wrong": sorted(got - want),
         "notes": [ex.diagnosis_note for ex in result.exercises if ex.diagnosis_note and not ex.diagnoses],
         "probed": probed,
+        "params": {d.id: d.params for ex in result.exercises for d in ex.diagnoses if d.params},
         "seconds": round(time.monotonic() - start, 1),
     }
 

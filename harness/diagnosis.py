@@ -244,8 +244,11 @@ class _Diagnoser:
             if len(set(ids)) > 1:
                 evidence["alternatives"] = sorted(" + ".join(sorted(s)) for s in set(ids))
             if len(settings) > 1 and m.grid:
-                evidence["parameter_alternatives"] = [_params(m, f.knobs) for f in best if any(x.id == m.id for x, _ in f.members)]
-                evidence["confidence"] = "medium"
+                alternatives = [_params(m, f.knobs) for f in best if any(x.id == m.id for x, _ in f.members)]
+                if any(a != alternatives[0] for a in alternatives):  # the outputs do not pin the parameter: none is reported
+                    evidence["parameter_alternatives"] = alternatives
+                    evidence["confidence"] = "medium"
+                    knobs = None
             if probed:
                 evidence["probes"] = probed
             out.append((m, knobs, evidence))

@@ -16,7 +16,8 @@ ones it copes with) and changes what hides the mistake:
   no output projection hides the heads).
 - transformer_block: the MLP switched off (zero weights and biases: the attention half alone),
   the attention switched off (W_V = 0: the LayerNorm and MLP half alone), rows of x with a tiny
-  variance (LayerNorm's eps becomes visible), a single head.
+  variance (LayerNorm's eps becomes visible; with both sublayers off too, for a post-norm block),
+  a single head.
 
 Probe calls run where case calls run: in the submission's sandboxed case child, through the same
 `CaseSession.call` path (`SessionProber`); trusted code (tests, benchmarks) may use
@@ -167,6 +168,10 @@ def _block(seeds: list[Inputs]) -> list[tuple[str, str, Inputs]]:
     tiny = np.round(rng.normal(0.0, 1.0, (B, T, 1)), 3) + 3e-3 * np.round(rng.normal(0.0, 1.0, (B, T, D)), 3)
     out.append(("tiny_variance", "rows of x with a variance near 1e-5: LayerNorm's eps (and where it is added) shows in the output",
                 Inputs("transformer_block", {**a, "x": tiny}, base.dims, base.mask_kind)))
+    quiet = {**no_mlp, "W_V": np.zeros_like(p["W_V"])}
+    tinier = np.round(rng.normal(0.0, 1.0, (B, T, 1)), 3) + 1e-6 * np.round(rng.normal(0.0, 1.0, (B, T, D)), 3)
+    out.append(("tiny_variance_sublayers_off", "rows of x with a variance near 1e-12 and both sublayers switched off: a pre-norm block returns x, a post-norm block shows its LayerNorm's eps",
+                Inputs("transformer_block", {**a, "x": tinier, "params": quiet}, base.dims, base.mask_kind)))
     out.append(("single_head", "n_heads = 1: head split and merge layouts cannot matter",
                 Inputs("transformer_block", {**a, "n_heads": 1}, {**base.dims, "n_heads": 1}, base.mask_kind)))
     return out
