@@ -21,11 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import misconceptions
+from . import misconceptions, probes
 from .exercises import EXERCISES
 from .inputs import Inputs
 from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
 from .results import Diagnosis
+from .specmodel import Tolerance
 
 EXPLAIN_FACTOR = 10.0
 TRIPLE_BUDGET_S = 4.0
@@ -34,6 +35,8 @@ NO_MATCH = (
     "the failing cases below show what differs and where."
 )
 NUMPY_DTYPES = ("float32", "float16")
+FEW_CALLS = 2  # a model fitted on fewer reproduced calls than this is checked against probes first
+PROBE_TOLERANCE = Tolerance(atol=1e-9, rtol=1e-7)  # float64, as the shipped spec's float64 cases
 
 
 @dataclass
@@ -60,23 +63,28 @@ class _Fit:
     worst: float
 
 
-def diagnose(run: Any, options: Any = None, source: str = "") -> None:
-    """Fill run.result.diagnoses (or diagnosis_note and diagnosis_facts) from the evidence gathered while grading."""
+def diagnose(run: Any, options: Any = None, source: str = "", prober: Any = None) -> None:
+    """Fill run.result.diagnoses (or diagnosis_note and diagnosis_facts) from the evidence gathered while grading.
+
+    `prober` (probes.SessionProber / probes.InProcessProber, or None) runs designed probe calls
+    when the recorded outputs leave more than one candidate, or too few observations to fit."""
     result = run.result
     for backend in result.backends:
         failing = [e for e in run.evidence if e.backend == backend]
         if not failing:
             continue
         passing = [e for e in run.passed_evidence if e.backend == backend]
-        _Diagnoser(result, backend, failing, passing, source).run()
+        _Diagnoser(result, backend, failing, passing, source, prober).run()
     if result.failed_cases and not result.diagnoses and not result.diagnosis_note:
         result.diagnosis_note = NO_MATCH
     filter_hints(result)
 
 
 class _Diagnoser:
-    def __init__(self, result: Any, backend: str, failing: list, passing: list, source: str):
+    def __init__(self, result: Any, backend: str, failing: list, passing: list, source: str, prober: Any = None):
         self.result, self.backend, self.failing, self.passing, self.source = result, backend, failing, passing, source
+        self.prober = prober
+        self.probes: list[probes.Probe] = []  # the probes that ran (with an observation or not)
         self.exercise = result.exercise
         self.explained_calls: set[int] = set()  # id() of observations a signature already explains
         self.cache: dict[tuple[int, str], float] = {}
@@ -93,9 +101,25 @@ class _Diagnoser:
                 named.append(self._diagnosis(m, evidence))
         if any(d.id.endswith(".returns_tuple") for d in named):  # the tuple is why the array type is wrong
             named = [d for d in named if not d.id.endswith(".wrong_array_type")]
-        calls = self._calls()
-        fit = self._fit(calls) if any(c.ref_ratio > EXPLAIN_FACTOR and c.obs.status == "ok" for c in calls) else None
+        case_calls = calls = self._calls()
+        fittable = any(c.ref_ratio > EXPLAIN_FACTOR and c.obs.status == "ok" for c in calls)
+        fits = self._candidates(calls) if fittable else []
+        why = None
+        if self.prober is not None:
+            if fittable:
+                why = self._probe_reason(calls, fits)
+            elif any(c.must_explain and c.obs.status == "ok" for c in calls):
+                why = "few"  # every difference is within 10x the tolerance: too small to fit on
+        if why is not None:
+            extra = self._run_probes(calls, fits, why)
+            if extra:  # probes that returned nothing leave the verdict as it was
+                calls = calls + extra
+                fittable = any(c.ref_ratio > EXPLAIN_FACTOR and c.obs.status == "ok" for c in calls)
+                fits = self._candidates(calls) if fittable else []
+        fit = self._verdict(fits, calls) if fittable else None
         if isinstance(fit, list):
+            # a fitted model reproduces the float64 calls within 10x their tolerance: they were not computed in float32
+            named = [d for d in named if not d.id.endswith(".float32_internal")]
             for m, knobs, evidence in fit:
                 named.append(self._diagnosis(m, evidence, knobs))
         elif isinstance(fit, str):
@@ -104,7 +128,7 @@ class _Diagnoser:
             if not any(x.id == d.id for x in self.result.diagnoses):
                 self.result.diagnoses.append(d)
         if not named and self.result.failed_cases:
-            facts = self._facts(calls)
+            facts = self._facts(case_calls)
             self.result.diagnosis_facts.extend(f for f in facts if f not in self.result.diagnosis_facts)
             if facts and not self.result.diagnosis_note:
                 self.result.diagnosis_note = "No known mistake reproduces all of the failing results. What is known: " + "; ".join(f["text"] for f in facts) + "."
@@ -177,7 +201,8 @@ class _Diagnoser:
                 calls.append(_Call(obs, e.case.id, tol, min(ratio, 1.0) if passed else ratio, dims))
         return calls
 
-    def _fit(self, calls: list[_Call]) -> list | str | None:
+    def _candidates(self, calls: list[_Call]) -> list[_Fit]:
+        """Every smallest model that reproduces the calls that need explaining and agrees with the rest."""
         must = sorted([c for c in calls if c.must_explain], key=lambda c: -c.ref_ratio)
         rest = [c for c in calls if not c.must_explain]
         settings = [(m, k) for m in misconceptions.for_exercise(self.exercise) if m.by_output and self.backend in m.backends and m.id not in _FALLBACK_ONLY for k in m.settings()]
@@ -185,9 +210,14 @@ class _Diagnoser:
         if not fits:
             fits = self._fit_scale(must, rest)
         if not fits:
-            return None
+            return []
         size = min(len(f.members) for f in fits)
-        best = [f for f in fits if len(f.members) == size]
+        return [f for f in fits if len(f.members) == size]
+
+    def _verdict(self, best: list[_Fit], calls: list[_Call]) -> list | str | None:
+        if not best:
+            return None
+        rest = [c for c in calls if not c.must_explain and not c.case_id.startswith(PROBE_PREFIX)]
         ids = [frozenset(m.id for m, _ in f.members) for f in best]
         shared = frozenset.intersection(*ids)
         if not shared:
@@ -198,21 +228,110 @@ class _Diagnoser:
                 + ". The failing cases below show what differs."
             )
         chosen = best[0]
+        probed = self._probe_evidence(chosen)
+        settings = {repr(sorted(_flatten(f.knobs))) for f in best if frozenset(m.id for m, _ in f.members) == ids[0]}
         out = []
         for m, knobs in chosen.members:
             if m.id not in shared:
                 continue
             evidence = {
-                "failed_cases": sorted(chosen.cases),
+                "failed_cases": sorted(c for c in chosen.cases if not c.startswith(PROBE_PREFIX)),
                 "calls_reproduced": chosen.reproduced,
                 "calls_consistent": len(rest),
                 "max_ratio_to_tolerance": round(chosen.worst, 3),
                 "model": [x.id for x, _ in chosen.members],
-                "confidence": "high" if chosen.reproduced >= 3 and len(chosen.cases) >= 2 and rest else "medium",
+                "confidence": "high" if (chosen.reproduced >= 3 and len(chosen.cases) >= 2 and rest) or any(p["reproduced"] for p in probed) else "medium",
             }
             if len(set(ids)) > 1:
                 evidence["alternatives"] = sorted(" + ".join(sorted(s)) for s in set(ids))
+            if len(settings) > 1 and m.grid:
+                alternatives = [_params(m, f.knobs) for f in best if any(x.id == m.id for x, _ in f.members)]
+                if any(a != alternatives[0] for a in alternatives):  # the outputs do not pin the parameter: none is reported
+                    evidence["parameter_alternatives"] = alternatives
+                    evidence["confidence"] = "medium"
+                    knobs = None
+            if probed:
+                evidence["probes"] = probed
             out.append((m, knobs, evidence))
+        return out
+
+    # -- designed probes (harness/probes.py) -------------------------------------------------
+
+    def _probe_reason(self, calls: list[_Call], best: list[_Fit]) -> str | None:
+        """Why the recorded outputs are not enough: several candidates, several parameter values,
+        or too few observations (nothing fits, or the only fit rests on very few calls)."""
+        if best:
+            ids = {frozenset(m.id for m, _ in f.members) for f in best}
+            if len(ids) > 1:
+                return "ambiguous"
+            if len({repr(sorted(_flatten(f.knobs))) for f in best}) > 1:
+                return "parameter"
+            if best[0].reproduced < FEW_CALLS or len({c for c in best[0].cases}) < 2:
+                return "few"
+            return None
+        ok = [c for c in calls if c.obs.status == "ok" and c.must_explain]
+        if len(ok) < 3 or len({c.case_id for c in ok}) < 2:
+            return "few"
+        return None
+
+    def _run_probes(self, calls: list[_Call], best: list[_Fit], why: str) -> list[_Call]:
+        """Run the designed probes (for an ambiguity, only those on which the candidates differ) and
+        return their answers as calls to fit; a probe that raised or did not return adds nothing."""
+        ok = [c for c in calls if c.obs.status == "ok" and isinstance(c.obs.inputs, Inputs)]
+        hidden = {e.case.id for e in self.failing + self.passing if e.case.hidden}  # visible cases' inputs first
+        seeds = [c.obs.inputs for c in sorted(ok, key=lambda c: (c.case_id in hidden, not c.must_explain, c.obs.dtype != "float64"))]
+        designed = probes.design(self.exercise, seeds, self.backend)
+        if why in ("ambiguous", "parameter"):
+            designed = [p for p in designed if self._discriminates(p, best)]
+        if not designed:
+            return []
+        try:
+            self.prober.run(designed)
+        except Exception:  # noqa: BLE001 - probes are diagnosis only; a broken prober leaves the verdict as it was
+            return []
+        ref = misconceptions._variant(self.exercise, {})
+        out = []
+        for p in designed:
+            if p.observation is None:
+                continue
+            ratio = _ratio(ref, p.observation, PROBE_TOLERANCE)
+            p.detail["differs_from_reference"] = bool(ratio > 1.0)
+            out.append(_Call(p.observation, PROBE_PREFIX + p.name, PROBE_TOLERANCE, ratio, dict(p.inputs.dims)))
+        self.probes = designed if out else []  # probes that all failed leave no trace: the verdict is as without them
+        return out
+
+    def _discriminates(self, p: probes.Probe, best: list[_Fit]) -> bool:
+        """Do two candidate models give different outputs on this probe's inputs?"""
+        outs = []
+        for f in best:
+            fn = misconceptions._variant(self.exercise, f.knobs)
+            try:
+                with np.errstate(all="ignore"):
+                    outs.append(np.asarray(fn(*p.inputs.positional()), dtype=np.float64))
+            except (ValueError, IndexError, TypeError, RuntimeError, FloatingPointError, ZeroDivisionError):
+                outs.append(None)
+        for a, b in itertools.combinations(outs, 2):
+            if a is None or b is None:
+                if (a is None) != (b is None):
+                    return True
+                continue
+            if a.shape != b.shape:
+                return True
+            with np.errstate(all="ignore"):
+                allowed = EXPLAIN_FACTOR * (PROBE_TOLERANCE.atol + PROBE_TOLERANCE.rtol * np.abs(np.where(np.isfinite(a), a, 0.0)))
+                same = (np.isnan(a) & np.isnan(b)) | (a == b) | (np.abs(a - b) <= allowed)
+            if not np.all(same):
+                return True
+        return False
+
+    def _probe_evidence(self, chosen: _Fit | None) -> list[dict[str, Any]]:
+        """What each probe showed: run or not, and whether the named model reproduces its answer."""
+        out = []
+        fn = misconceptions._variant(self.exercise, chosen.knobs) if chosen is not None else None
+        for p in self.probes:
+            item = p.summary()
+            item["reproduced"] = bool(fn is not None and p.observation is not None and _ratio(fn, p.observation, PROBE_TOLERANCE) <= EXPLAIN_FACTOR)
+            out.append(item)
         return out
 
     def _search(self, settings: list, must: list[_Call], rest: list[_Call]) -> list[_Fit]:
@@ -268,6 +387,13 @@ class _Diagnoser:
         def knobs_for(c: float) -> dict[str, Any]:
             return _lift_knobs(self.exercise, {"scale": c})
 
+        solved = _solve_scale(must + rest)
+        if solved is not None and abs(solved - 1.0) >= 1e-3:
+            knobs = knobs_for(round(solved, 6))
+            fit = self._accept(knobs, must, rest)
+            if fit is not None:
+                return [_Fit(((m, knobs),), knobs, *fit)]
+
         def loss(logc: float) -> float:
             fn = misconceptions._variant(self.exercise, knobs_for(math.exp(logc)))
             return max(_ratio(fn, c.obs, c.tol) for c in must[:4])
@@ -310,6 +436,11 @@ class _Diagnoser:
             if len(bad_values) == 1 and good_values and not (bad_values & good_values):
                 (value,) = bad_values
                 facts.append({"feature": name, "failing": value, "passing": sorted(good_values), "text": f"every failing call has {value}; calls with {', '.join(sorted(good_values))} pass"})
+        ran = [p for p in self.probes if p.observation is not None]
+        if ran:
+            differs = [p.name for p in ran if p.detail.get("differs_from_reference")]
+            text = f"designed probes ran ({', '.join(p.name for p in ran)}); " + (f"{', '.join(differs)} differ from the reference" if differs else "all of them match the reference")
+            facts.append({"feature": "probes", "probes": [p.summary() for p in self.probes], "text": text})
         raised = [c for c in bad if c.obs.status == "raised"]
         if raised and len(raised) < len(bad):
             facts.append({"feature": "raised", "text": f"{len(raised)} of {len(bad)} differing calls raised {', '.join(sorted({str(c.obs.error_type) for c in raised}))}"})
@@ -466,6 +597,7 @@ RULES: dict[str, Callable[[_Diagnoser], dict[str, Any] | None]] = {
     "half_fill_overflow": _half_fill_overflow,
     "float32_internal": _float32_internal,
 }
+PROBE_PREFIX = "probe:"
 _FALLBACK_ONLY = {"ma.scale_other", "mha.attention.scale_other", "block.attention.scale_other"}
 
 
@@ -538,6 +670,36 @@ def _ratio(fn: Callable[..., Any], obs: Any, tol: Any) -> float:
         ratio = diff / allowed
     ratio = np.where(np.isnan(ratio), np.inf, ratio)
     return float(ratio.max())
+
+
+def _solve_scale(calls: list[_Call]) -> float | None:
+    """The score scale, relative to 1/sqrt(d_head), read exactly from the one-hot-queries probe:
+    with V = I the output is the weights, and row i's scores are 2 * K[:, j] * factor (j the hot
+    column), so log w_a - log w_b = 2 * factor * (K_aj - K_bj); least squares over all rows."""
+    for c in calls:
+        if c.case_id != PROBE_PREFIX + "one_hot_queries" or c.obs.status != "ok" or not isinstance(c.obs.inputs, Inputs):
+            continue
+        Q, K, W = c.obs.inputs.args["Q"], c.obs.inputs.args["K"], c.obs.values
+        if W is None or W.shape != Q.shape[:3] + (K.shape[2],):
+            return None
+        xs, ys = [], []
+        with np.errstate(all="ignore"):
+            for b, h, i in itertools.product(range(Q.shape[0]), range(Q.shape[1]), range(1, Q.shape[2])):
+                j = int(np.argmax(np.abs(Q[b, h, i])))
+                w = W[b, h, i]
+                if not np.all(np.isfinite(w)) or np.any(w <= 0):
+                    return None
+                lw = np.log(w)
+                xs.append(Q[b, h, i, j] * (K[b, h, :, j] - K[b, h, 0, j]))
+                ys.append(lw - lw[0])
+        if not xs:
+            return None
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        if float(x @ x) == 0.0:
+            return None
+        factor = float(x @ y / (x @ x))
+        return factor * math.sqrt(Q.shape[-1]) if factor > 0 else None
+    return None
 
 
 def _error_group(name: str | None) -> str | None:

@@ -31,6 +31,7 @@ from .exercises import EXERCISES, reference_functions
 from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
 from .loader import build_fixed_inputs
 from .patterns import attach_patterns
+from .probes import SessionProber
 from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
 from .reports.failure import redact, render_failure
 from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
@@ -258,8 +259,8 @@ def _grade_exercise(
     if rules is not None and _rules_selected(rules, options):
         result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
     score_exercise(result)
-    if run.evidence:
-        diagnose(run, source="\n".join(f.text for f in submission.files))
+    if run.evidence:  # scored above: probes the diagnosis runs (in the sandbox, like the cases) never change scores
+        diagnose(run, source="\n".join(f.text for f in submission.files), prober=SessionProber(sessions[0], forbidden, deadline, exercise))
     return run
 
 

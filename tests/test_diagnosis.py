@@ -390,3 +390,86 @@ def test_code_that_always_raises_gets_no_name_from_models_that_also_raise(spec, 
     result = _grade_source(tmp_path, "raises.py", source, spec, pool, "manual_attention")
     ex = result.exercises[0]
     assert ex.failed_cases and ex.diagnoses == []
+
+
+# ---------------------------------------------------------------- designed probes
+
+OWN_TRIL = (CORPUS / "heldout" / "loops_own_tril_mask.py").read_text()
+MASK_CASES = ("ma.mask.random_blocks",)
+
+
+class _NoProbes:
+    """A prober whose probes all return nothing (as if each crashed)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def run(self, probes):
+        for p in probes:
+            p.status = "crashed"
+
+
+def _verdict(result):
+    ex = result.exercises[0]
+    return ([d.id for d in ex.diagnoses], ex.diagnosis_note, ex.diagnosis_facts, result.score, [(c.case_id, c.outcome, c.points) for c in ex.cases])
+
+
+def _mask_case_ids(spec):
+    return tuple(c.id for c in spec.cases if c.id in MASK_CASES)
+
+
+def test_a_probe_names_what_the_case_outputs_leave_open(spec, pool, tmp_path, monkeypatch):
+    """With only masked calls, 'builds its own causal mask when given one' and 'always causal'
+    give the same outputs; the probe without a mask (V = I) tells them apart."""
+    cases = _mask_case_ids(spec)
+    assert cases
+    import attnspec.grade
+
+    with monkeypatch.context() as m:
+        m.setattr(attnspec.grade, "SessionProber", _NoProbes)
+        alone = _grade_source(tmp_path, "own_tril.py", OWN_TRIL, spec, pool, "manual_attention", case_ids=cases)
+    ex = alone.exercises[0]
+    assert ex.diagnoses == [] and ex.diagnosis_note.startswith("Several different mistakes"), ex.diagnosis_note
+    assert "ma.always_causal" in ex.diagnosis_note and "ma.mask_own_causal" in ex.diagnosis_note
+    probed = _grade_source(tmp_path, "own_tril.py", OWN_TRIL, spec, pool, "manual_attention", case_ids=cases)
+    (d,) = probed.exercises[0].diagnoses
+    assert d.id == "ma.mask_own_causal"
+    by_name = {p["probe"]: p for p in d.evidence["probes"]}
+    assert by_name["identity_values_no_mask"]["status"] == "ok" and by_name["identity_values_no_mask"]["reproduced"]
+    assert not by_name["identity_values_no_mask"]["differs_from_reference"]  # without a mask the learner is right: not always causal
+    assert d.evidence["failed_cases"] and all(not c.startswith("probe:") for c in d.evidence["failed_cases"])
+    # scores never depend on probes
+    assert probed.score == alone.score and _verdict(probed)[4] == _verdict(alone)[4]
+
+
+CRASH_ON_PROBE = OWN_TRIL.replace(
+    "    B, H, Tq, d = Q.shape\n",
+    "    B, H, Tq, d = Q.shape\n    if V.shape[-1] == V.shape[-2] and np.array_equal(V[0, 0], np.eye(V.shape[-1])):\n        import os\n        os._exit(3)\n",
+)
+
+
+def test_a_crashing_probe_changes_neither_verdict_nor_scores(spec, pool, tmp_path, monkeypatch):
+    cases = _mask_case_ids(spec)
+    import attnspec.grade
+
+    assert CRASH_ON_PROBE != OWN_TRIL
+    crashed = _grade_source(tmp_path, "crash.py", CRASH_ON_PROBE, spec, pool, "manual_attention", case_ids=cases)
+    with monkeypatch.context() as m:
+        m.setattr(attnspec.grade, "SessionProber", _NoProbes)
+        alone = _grade_source(tmp_path, "crash.py", CRASH_ON_PROBE, spec, pool, "manual_attention", case_ids=cases)
+    assert _verdict(crashed) == _verdict(alone)
+    assert crashed.exercises[0].diagnoses == [] and crashed.exercises[0].diagnosis_note.startswith("Several different mistakes")
+
+
+def test_one_hot_queries_solve_an_unusual_scale_exactly(spec):
+    """The scale is read in closed form from the one-hot-queries probe (in process: trusted code)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "diagnosis_ambiguity.py"
+    mod_spec = importlib.util.spec_from_file_location("diagnosis_ambiguity", path)
+    amb = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(amb)
+    result = amb.grade_in_process(spec, "manual_attention", {"scale": 0.0137}, "numpy", True, {"ma.reference.fixed"})
+    (d,) = result.diagnoses
+    assert d.id == "ma.scale_other" and abs(d.params["scale"] - 0.0137) < 1e-5
+    assert any(p["probe"] == "one_hot_queries" and p["reproduced"] for p in d.evidence["probes"])

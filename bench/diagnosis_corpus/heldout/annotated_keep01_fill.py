@@ -1,4 +1,5 @@
 # mistakes: ma.mask_keep01, ma.half_fill_overflow
+# style: public
 # Held-out, public-code style: the Annotated Transformer's attention() adapted to the contract
 # (its mask is a 0/1 keep-mask filled with -1e9).
 import math

@@ -1,4 +1,5 @@
 # mistakes: ma.returns_tuple
+# style: public
 # Held-out: attention that returns (output, attention weights), as many reference implementations do.
 import math
 

@@ -1,4 +1,5 @@
 # mistakes: ma.mask_neginf_only
+# style: public
 # Held-out: d2l-style masked_softmax, adapted: blocked entries are replaced by a large negative
 # value; finite mask entries are not used.
 import math

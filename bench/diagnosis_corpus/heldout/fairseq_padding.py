@@ -1,4 +1,5 @@
 # mistakes: mha.attention.mask_neginf_only
+# style: public
 # Held-out: fairseq-style: the scaling applied to q, the mask used as a padding mask (masked_fill -inf).
 import torch
 

@@ -1,4 +1,5 @@
 # mistakes: block.gelu_tanh
+# style: public
 # Held-out: GPT-2's gelu (tanh approximation), NumPy, loops over heads.
 import numpy as np
 

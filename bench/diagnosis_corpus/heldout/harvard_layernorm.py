@@ -1,4 +1,5 @@
 # mistakes: block.unbiased_variance, block.eps_outside_sqrt
+# style: public
 # Held-out: the Annotated Transformer's LayerNorm (torch.std is unbiased, eps added to the std).
 import math
 

@@ -1,4 +1,5 @@
 # mistakes: none
+# style: public
 # Held-out: correct code in the style of BERT's self-attention (transpose_for_scores helper).
 import math
 

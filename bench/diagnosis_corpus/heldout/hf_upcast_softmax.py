@@ -1,4 +1,5 @@
 # mistakes: ma.float32_internal
+# style: public
 # Held-out: the softmax upcast to float32 "for stability" and cast back (as in several HF models).
 import math
 

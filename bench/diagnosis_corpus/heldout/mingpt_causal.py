@@ -1,4 +1,5 @@
 # mistakes: mha.attention.always_causal, mha.weights_transposed
+# style: public
 # Held-out: minGPT-style causal self-attention (weights used as nn.Linear does, x @ W.T; a causal
 # tril buffer applied whatever mask is passed).
 import math

@@ -1,4 +1,5 @@
 # mistakes: ma.wrong_dtype
+# style: public
 # Held-out: a per-batch loop with np.sqrt(d_k) (a float64 NumPy scalar: promotes float32).
 import numpy as np
 

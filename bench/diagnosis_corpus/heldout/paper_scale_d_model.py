@@ -1,4 +1,5 @@
 # mistakes: mha.scale_sqrt_d_model
+# style: public
 # Held-out: scores of every head divided by sqrt(d_model), torch.bmm over flattened heads.
 import math
 

@@ -1,4 +1,5 @@
 # mistakes: block.post_norm
+# style: public
 # Held-out: the original Transformer's post-norm sublayers, torch.nn.functional.
 import math
 

@@ -1,4 +1,5 @@
 # mistakes: block.ln_eps
+# style: public
 # Held-out: a ViT-style block with LayerNorm(eps=1e-6).
 import math
 
