@@ -3,8 +3,9 @@ that what the case outputs leave open becomes visible.
 
 The diagnosis (harness/diagnosis.py) asks for probes only when the recorded outputs leave more
 than one candidate mistake (or parameter value), or too few observations to fit. Each probe is
-built from the inputs of a call the learner's code already handled (so sizes and mask layout are
-ones it copes with) and changes what hides the mistake:
+built by the exercise (`Exercise.probe_designs`) from the inputs of a call the learner's code
+already handled (so sizes and mask layout are ones it copes with) and changes what hides the
+mistake:
 
 - manual_attention: V = I (seq_k x seq_k), so the output *is* the attention weights (softmax
   axis, scale, mask semantics, a self-built causal mask's diagonal, a mask applied after the
@@ -33,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from .exercises import EXERCISES
 from .inputs import Inputs
 from .properties import Observation
 
-MAX_SEQ = 16  # probes reuse a recorded call's sizes; long sequences are cut to this many
 PROBE_TIMEOUT_S = 10.0
 
 
@@ -67,13 +68,9 @@ def design(exercise: str, seeds: list[Inputs], backend: str) -> list[Probe]:
     seeds = [s for s in seeds if isinstance(s, Inputs) and s.exercise == exercise]
     if not seeds:
         return []
-    builder = _DESIGNS.get(exercise)
-    if builder is None:
-        return []
-    probes: list[Probe] = []
-    for name, purpose, inputs in builder(seeds):
-        probes.append(Probe(name, purpose, inputs, exercise, backend))
-    return probes
+    seed = _masked_seed(seeds) or seeds[0]
+    return [Probe(name, purpose, Inputs(exercise, args, dims, mask_kind), exercise, backend)
+            for name, purpose, args, dims, mask_kind in EXERCISES[exercise].probe_designs(seed)]
 
 
 def _masked_seed(seeds: list[Inputs]) -> Inputs | None:
@@ -82,102 +79,6 @@ def _masked_seed(seeds: list[Inputs]) -> Inputs | None:
         if m is not None and np.isneginf(np.asarray(m, dtype=np.float64)).any():
             return s
     return None
-
-
-def _cut(s: Inputs, names: tuple[str, ...], axis: int) -> Inputs:
-    """Keep at most MAX_SEQ positions along `axis` of the named arrays (a 2-D/4-D mask too)."""
-    changes = {}
-    for n in names:
-        a = s.args.get(n)
-        if isinstance(a, np.ndarray) and a.shape[axis] > MAX_SEQ:
-            changes[n] = np.take(a, range(MAX_SEQ), axis=axis)
-    return s.with_args(**changes) if changes else s
-
-
-def _ma(seeds: list[Inputs]) -> list[tuple[str, str, Inputs]]:
-    out = []
-    base = _masked_seed(seeds) or seeds[0]
-    base = _cut(_cut(base, ("Q",), 2), ("K", "V"), 2)
-    Q, K = base.args["Q"], base.args["K"]
-    B, H, Tq, D = Q.shape
-    Tk = K.shape[2]
-    mask = base.args.get("mask")
-    if mask is not None:
-        mask = mask[..., :Tq, :Tk]
-    eye = np.broadcast_to(np.eye(Tk), (B, H, Tk, Tk)).copy()
-    dims = {**base.dims, "seq_q": Tq, "seq_k": Tk, "d_v": Tk}
-    out.append(("identity_values", "V = identity, so the output is the attention weights themselves", Inputs("manual_attention", {**base.args, "V": eye, "mask": mask}, dims, base.mask_kind)))
-    if mask is not None:
-        out.append(("identity_values_no_mask", "V = identity and no mask: the weights without any mask", Inputs("manual_attention", {**base.args, "V": eye, "mask": None}, dims, "none")))
-    # one-hot queries: row 0 is zero (uniform weights whatever the scale), row i = 2 e_{(i-1) mod D}
-    onehot = np.zeros((B, H, Tq, D))
-    for i in range(1, Tq):
-        onehot[:, :, i, (i - 1) % D] = 2.0
-    out.append(("one_hot_queries", "one-hot query rows (and a zero row) with V = identity and no mask: each row of scores is a known multiple of one column of K, so the scale is solved exactly",
-                Inputs("manual_attention", {"Q": onehot, "K": K, "V": eye, "mask": None}, dims, "none")))
-    # the same scores with a wider d_head: Q and K padded with zero columns (Q K^T is unchanged),
-    # on one head: a scale that depends on d_head, d_v or n_heads changes, the correct one by 1/sqrt(2)
-    pad = np.zeros((B, 1, Tq, D))
-    wide = {"Q": np.concatenate([Q[:, :1], pad], axis=-1), "K": np.concatenate([K[:, :1], np.zeros((B, 1, Tk, D))], axis=-1), "V": eye[:, :1],
-            "mask": None if mask is None or mask.ndim == 2 else mask[:, :1]}
-    if mask is not None and mask.ndim == 2:
-        wide["mask"] = mask
-    out.append(("one_head_padded_width", "one head, Q and K padded with zero columns (the scores Q K^T are unchanged but d_head doubles) and V = identity: which width the scale uses",
-                Inputs("manual_attention", wide, {**dims, "n_heads": 1, "d_head": 2 * D}, base.mask_kind)))
-    rng = np.random.default_rng(7)
-    bias = np.round(rng.normal(0.0, 1.5, (Tq, Tk)), 3)
-    out.append(("identity_values_bias", "V = identity with a finite bias mask: whether biases are added, scaled, subtracted or dropped",
-                Inputs("manual_attention", {**base.args, "V": eye, "mask": bias}, dims, "bias")))
-    return out
-
-
-def _mha(seeds: list[Inputs]) -> list[tuple[str, str, Inputs]]:
-    out = []
-    base = _masked_seed(seeds) or seeds[0]
-    a = base.args
-    x = a["x"]
-    B, T, D = x.shape
-    if T > MAX_SEQ:
-        return out
-    ident = np.eye(D)
-    one = {**base.dims, "n_heads": 1}
-    out.append(("single_head", "n_heads = 1: how heads are split and merged cannot matter, so a head-layout mistake disappears and any other stays",
-                Inputs("multi_head_attention", {**a, "n_heads": 1}, one, base.mask_kind)))
-    out.append(("identity_projections", "W_V = W_O = identity: the values are x itself and no output projection hides how the heads were combined",
-                Inputs("multi_head_attention", {**a, "W_V": ident, "W_O": ident}, base.dims, base.mask_kind)))
-    out.append(("single_head_identity", "n_heads = 1 with W_V = W_O = identity: the attention weights applied to x, nothing else",
-                Inputs("multi_head_attention", {**a, "W_V": ident, "W_O": ident, "n_heads": 1}, one, base.mask_kind)))
-    return out
-
-
-def _block(seeds: list[Inputs]) -> list[tuple[str, str, Inputs]]:
-    out = []
-    base = _masked_seed(seeds) or seeds[0]
-    a = base.args
-    x, p = a["x"], a["params"]
-    B, T, D = x.shape
-    if T > MAX_SEQ:
-        return out
-    no_mlp = {**p, **{k: np.zeros_like(p[k]) for k in ("W_in", "b_in", "W_out", "b_out")}}
-    out.append(("no_mlp", "MLP weights and biases zero: the output is the residual stream after the attention half alone",
-                Inputs("transformer_block", {**a, "params": no_mlp}, base.dims, base.mask_kind)))
-    no_attn = {**p, "W_V": np.zeros_like(p["W_V"])}
-    out.append(("no_attention", "W_V = 0: the attention adds nothing, so the output shows the LayerNorms and the MLP alone",
-                Inputs("transformer_block", {**a, "params": no_attn}, base.dims, base.mask_kind)))
-    rng = np.random.default_rng(11)
-    tiny = np.round(rng.normal(0.0, 1.0, (B, T, 1)), 3) + 3e-3 * np.round(rng.normal(0.0, 1.0, (B, T, D)), 3)
-    out.append(("tiny_variance", "rows of x with a variance near 1e-5: LayerNorm's eps (and where it is added) shows in the output",
-                Inputs("transformer_block", {**a, "x": tiny}, base.dims, base.mask_kind)))
-    quiet = {**no_mlp, "W_V": np.zeros_like(p["W_V"])}
-    tinier = np.round(rng.normal(0.0, 1.0, (B, T, 1)), 3) + 1e-6 * np.round(rng.normal(0.0, 1.0, (B, T, D)), 3)
-    out.append(("tiny_variance_sublayers_off", "rows of x with a variance near 1e-12 and both sublayers switched off: a pre-norm block returns x, a post-norm block shows its LayerNorm's eps",
-                Inputs("transformer_block", {**a, "x": tinier, "params": quiet}, base.dims, base.mask_kind)))
-    out.append(("single_head", "n_heads = 1: head split and merge layouts cannot matter",
-                Inputs("transformer_block", {**a, "n_heads": 1}, {**base.dims, "n_heads": 1}, base.mask_kind)))
-    return out
-
-
-_DESIGNS = {"manual_attention": _ma, "multi_head_attention": _mha, "transformer_block": _block}
 
 
 # ---------------------------------------------------------------- running them

@@ -36,6 +36,9 @@ COURSE = {
 }
 
 ShapeProblem = tuple[tuple, str]
+# A designed diagnosis probe: (name, purpose, args, dims, mask kind); see harness/probes.py.
+ProbeDesign = tuple[str, str, dict[str, Any], dict[str, int], str]
+PROBE_MAX_SEQ = 16  # probes reuse a recorded call's sizes; longer sequences are cut or skipped
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,13 @@ class Exercise:
         x = args["x"].copy()
         x[:, dead_cols] = 3.0 * rng.standard_normal(x[:, dead_cols].shape)
         return {**args, "x": x}, (slice(None), ~dead_cols), f"x at the blocked positions {np.flatnonzero(dead_cols).tolist()}"
+
+    # ------------------------------------------------------------ diagnosis probes
+
+    def probe_designs(self, seed: Any) -> list[ProbeDesign]:
+        """Designed inputs that make visible what case outputs can leave open (harness/probes.py),
+        built from `seed`, the inputs of a call the learner's code already handled. None by default."""
+        return []
 
     # ------------------------------------------------------------ references and mistakes
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..reference import gradients
-from .base import CAUSAL_MASKS, COURSE, Contract, Exercise, Misconception, ShapeProblem, batch_head_reasons, make_mask, distinct_size_reasons, normal, permute_mask, score_factor
+from .base import CAUSAL_MASKS, COURSE, PROBE_MAX_SEQ, Contract, Exercise, Misconception, ProbeDesign, ShapeProblem, batch_head_reasons, make_mask, distinct_size_reasons, normal, permute_mask, score_factor
 
 POISON = 1000.0
 
@@ -152,6 +152,38 @@ class ManualAttention(Exercise):
         return {**args, "K": K, "V": V}, (Ellipsis,), "K and V at keys that every query has blocked"
 
     # ------------------------------------------------------------ references and mistakes
+
+    def probe_designs(self, seed: Any) -> list[ProbeDesign]:
+        """V = I (the output is the weights), one-hot queries (the scale is solved exactly), a
+        zero-padded width on one head (which width the scale uses), a finite bias mask."""
+        a = {k: (v[:, :, :PROBE_MAX_SEQ] if k in ("Q", "K", "V") and isinstance(v, np.ndarray) else v) for k, v in seed.args.items()}
+        Q, K = a["Q"], a["K"]
+        B, H, Tq, D = Q.shape
+        Tk = K.shape[2]
+        mask = a.get("mask")
+        if mask is not None:
+            mask = mask[..., :Tq, :Tk]
+        eye = np.broadcast_to(np.eye(Tk), (B, H, Tk, Tk)).copy()
+        dims = {**seed.dims, "seq_q": Tq, "seq_k": Tk, "d_v": Tk}
+        out: list[ProbeDesign] = [("identity_values", "V = identity, so the output is the attention weights themselves", {**a, "V": eye, "mask": mask}, dims, seed.mask_kind)]
+        if mask is not None:
+            out.append(("identity_values_no_mask", "V = identity and no mask: the weights without any mask", {**a, "V": eye, "mask": None}, dims, "none"))
+        # one-hot queries: row 0 is zero (uniform weights whatever the scale), row i = 2 e_{(i-1) mod D}
+        onehot = np.zeros((B, H, Tq, D))
+        for i in range(1, Tq):
+            onehot[:, :, i, (i - 1) % D] = 2.0
+        out.append(("one_hot_queries", "one-hot query rows (and a zero row) with V = identity and no mask: each row of scores is a known multiple of one column of K, so the scale is solved exactly",
+                    {"Q": onehot, "K": K, "V": eye, "mask": None}, dims, "none"))
+        # the same scores with a wider d_head: Q and K padded with zero columns (Q K^T is unchanged),
+        # on one head: a scale that depends on d_head, d_v or n_heads changes, the correct one by 1/sqrt(2)
+        wide = {"Q": np.concatenate([Q[:, :1], np.zeros((B, 1, Tq, D))], axis=-1), "K": np.concatenate([K[:, :1], np.zeros((B, 1, Tk, D))], axis=-1), "V": eye[:, :1],
+                "mask": mask if mask is None or mask.ndim == 2 else mask[:, :1]}
+        out.append(("one_head_padded_width", "one head, Q and K padded with zero columns (the scores Q K^T are unchanged but d_head doubles) and V = identity: which width the scale uses",
+                    wide, {**dims, "n_heads": 1, "d_head": 2 * D}, seed.mask_kind))
+        rng = np.random.default_rng(7)
+        bias = np.round(rng.normal(0.0, 1.5, (Tq, Tk)), 3)
+        out.append(("identity_values_bias", "V = identity with a finite bias mask: whether biases are added, scaled, subtracted or dropped", {**a, "V": eye, "mask": bias}, dims, "bias"))
+        return out
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
         Q, K, V, mask = args

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..reference import gradients
-from .base import Exercise, Misconception, StreamExercise
+from .base import PROBE_MAX_SEQ, Exercise, Misconception, ProbeDesign, StreamExercise
 
 
 class MultiHeadAttention(StreamExercise):
@@ -36,6 +36,22 @@ class MultiHeadAttention(StreamExercise):
 
     def lift(self, lower: Exercise, knobs: dict[str, Any]) -> dict[str, Any]:
         return self.attention_knobs(knobs)
+
+    def probe_designs(self, seed: Any) -> list[ProbeDesign]:
+        """A single head (a head-layout mistake disappears, any other stays) and identity value and
+        output maps (nothing hides how the heads were combined)."""
+        a = seed.args
+        D = a["x"].shape[2]
+        if a["x"].shape[1] > PROBE_MAX_SEQ:
+            return []
+        ident = np.eye(D)
+        one = {**seed.dims, "n_heads": 1}
+        return [
+            ("single_head", "n_heads = 1: how heads are split and merged cannot matter, so a head-layout mistake disappears and any other stays", {**a, "n_heads": 1}, one, seed.mask_kind),
+            ("identity_projections", "W_V = W_O = identity: the values are x itself and no output projection hides how the heads were combined",
+             {**a, "W_V": ident, "W_O": ident}, seed.dims, seed.mask_kind),
+            ("single_head_identity", "n_heads = 1 with W_V = W_O = identity: the attention weights applied to x, nothing else", {**a, "W_V": ident, "W_O": ident, "n_heads": 1}, one, seed.mask_kind),
+        ]
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
         x, W_Q, W_K, W_V, W_O, n_heads, mask = args

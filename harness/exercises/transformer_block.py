@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..reference import gradients
-from .base import COURSE, Exercise, Misconception, StreamExercise, normal
+from .base import COURSE, PROBE_MAX_SEQ, Exercise, Misconception, ProbeDesign, StreamExercise, normal
 
 BLOCK_PARAM_SHAPES = {
     "ln1_g": ("d_model",),
@@ -74,6 +74,29 @@ class BlockExercise(StreamExercise):
 
     def lift(self, lower: Exercise, knobs: dict[str, Any]) -> dict[str, Any]:
         return self.attention_knobs(knobs) if lower.name == "manual_attention" else {"mha": knobs}
+
+    def probe_designs(self, seed: Any) -> list[ProbeDesign]:
+        """Each sublayer switched off in turn, rows of x with a tiny variance (LayerNorm's eps shows;
+        with both sublayers off, a post-norm block shows its eps), a single head."""
+        a = seed.args
+        x, p = a["x"], a["params"]
+        B, T, D = x.shape
+        if T > PROBE_MAX_SEQ:
+            return []
+        no_mlp = {**p, **{k: np.zeros_like(p[k]) for k in ("W_in", "b_in", "W_out", "b_out")}}
+        no_attn = {**p, "W_V": np.zeros_like(p["W_V"])}
+        rng = np.random.default_rng(11)
+        tiny = np.round(rng.normal(0.0, 1.0, (B, T, 1)), 3) + 3e-3 * np.round(rng.normal(0.0, 1.0, (B, T, D)), 3)
+        quiet = {**no_mlp, "W_V": np.zeros_like(p["W_V"])}
+        tinier = np.round(rng.normal(0.0, 1.0, (B, T, 1)), 3) + 1e-6 * np.round(rng.normal(0.0, 1.0, (B, T, D)), 3)
+        return [
+            ("no_mlp", "MLP weights and biases zero: the output is the residual stream after the attention half alone", {**a, "params": no_mlp}, seed.dims, seed.mask_kind),
+            ("no_attention", "W_V = 0: the attention adds nothing, so the output shows the LayerNorms and the MLP alone", {**a, "params": no_attn}, seed.dims, seed.mask_kind),
+            ("tiny_variance", "rows of x with a variance near 1e-5: LayerNorm's eps (and where it is added) shows in the output", {**a, "x": tiny}, seed.dims, seed.mask_kind),
+            ("tiny_variance_sublayers_off", "rows of x with a variance near 1e-12 and both sublayers switched off: a pre-norm block returns x, a post-norm block shows its LayerNorm's eps",
+             {**a, "x": tinier, "params": quiet}, seed.dims, seed.mask_kind),
+            ("single_head", "n_heads = 1: head split and merge layouts cannot matter", {**a, "n_heads": 1}, {**seed.dims, "n_heads": 1}, seed.mask_kind),
+        ]
 
 
 class TransformerBlock(BlockExercise):
