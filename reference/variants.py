@@ -197,10 +197,10 @@ def _to_float32(a: Any) -> Any:
     return a
 
 
-def _exercise_wrapper(fn: Any, args: tuple, knobs: dict, batch: str, precision: str, *, batch_args: int = 1) -> Any:
+def _exercise_wrapper(fn: Any, given: tuple[Any, ...], knobs: dict, batch: str, precision: str, *, batch_args: int = 1) -> Any:
     """Batch and precision mistakes, shared by the three exercises: computed on batch element 0
     only (copied to every batch position, or returned as a batch of 1), or in float32."""
-    args = list(args)
+    args = list(given)
     dtype = args[0].dtype
     if batch != "ok":
         n = args[0].shape[0]
