@@ -179,31 +179,6 @@ def check_single_head(ctx: CaseContext, inputs: Inputs) -> None:
                    comparison=mismatch.details, call=ctx.describe_call(inputs))
 
 
-# ---------------------------------------------------------------- causal_mask()
-
-
-def check_causal_mask_function(ctx: CaseContext, inputs: Inputs | None) -> None:
-    for n in ctx.params.get("sizes", [1, 2, 5]):
-        outcome = ctx.call([n], function="causal_mask")
-        got = ctx.values(outcome, [n], (n, n), function="causal_mask", what=f"causal_mask({n})")
-        for i in range(n):
-            for j in range(n):
-                value = got[i, j]
-                if j <= i and value != 0:
-                    hint = "ma.causal_mask_blocks_diagonal" if i == j else "hint.mask_blocks_past"
-                    raise fail("causal_mask", claim=f"causal_mask({n})[{i}, {j}]={value:g}, but should be 0: position {i} may see position {j}",
-                               call=f"causal_mask({n}), {ctx.backend}", hints=[hint], where=[i, j], got=float(value), expected=0.0, claim_hidden="causal_mask blocks a position it must let through")
-                if j > i and not value <= -1e4:
-                    if value in (0, 1) and got[0, 0] == 1:
-                        hints = ["ma.causal_mask_keep01"]
-                    elif value == 0 and j == i + 1:
-                        hints = ["ma.causal_mask_sees_next"]
-                    else:
-                        hints = []
-                    raise fail("causal_mask", claim=f"causal_mask({n})[{i}, {j}]={value:g}, but should block (be -inf, or a large negative number such as -1e9): position {i} must not see the later position {j}",
-                               call=f"causal_mask({n}), {ctx.backend}", hints=hints, where=[i, j], got=float(value), claim_hidden="causal_mask lets a position see a later one")
-
-
 # ---------------------------------------------------------------- gradients (PyTorch)
 
 def gradient_inputs(inputs: Inputs) -> list[str]:
@@ -274,17 +249,6 @@ register(
         check_single_head,
         applies_to=takes_n_heads,
         fixed_dims={"n_heads": 1},
-    )
-)
-register(
-    PropertyInfo(
-        "causal_mask_function",
-        "causal_mask(n) lets position i see 0..i and blocks the rest",
-        check_causal_mask_function,
-        applies_to=("manual_attention",),
-        params_schema=schema(sizes={"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1, "maximum": 64}}),
-        needs_inputs=False,
-        function="causal_mask",
     )
 )
 register(
