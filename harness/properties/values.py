@@ -12,7 +12,7 @@ from ..exercises import EXERCISES, Exercise
 from ..inputs import Inputs
 from ..runner import GradRequest
 from ..specmodel import Case
-from .base import CaseContext, PropertyInfo, every_exercise, fail, register, schema, value_kind
+from .base import CaseContext, PropertyInfo, on_arrays, fail, register, schema, value_kind
 
 
 def check_matches_reference(ctx: CaseContext, inputs: Inputs) -> None:
@@ -167,7 +167,7 @@ def _score_magnitude(ctx: CaseContext, inputs: Inputs) -> float:
 
 def takes_n_heads(exercise: Exercise) -> bool:
     """n_heads is an argument (so a case can set it to 1), not an axis of the inputs."""
-    return "n_heads" in exercise.args
+    return exercise.array_inputs and "n_heads" in exercise.args
 
 
 def check_single_head(ctx: CaseContext, inputs: Inputs) -> None:
@@ -230,18 +230,18 @@ def _validate_grad(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]
     return [(("params", "wrt"), f"'{w}' is not an array input; choose from {', '.join(names)}") for w in case.params.get("wrt", []) if w not in names]
 
 
-register(PropertyInfo("matches_reference", "the output equals the reference on these inputs", check_matches_reference, applies_to=every_exercise))
-register(PropertyInfo("literal_values", "the output has the literal values of a worked example", check_literal_values, applies_to=every_exercise, params_schema=LITERAL_SCHEMA, validate=validate_literal_values))
+register(PropertyInfo("matches_reference", "the output equals the reference on these inputs", check_matches_reference, applies_to=on_arrays))
+register(PropertyInfo("literal_values", "the output has the literal values of a worked example", check_literal_values, applies_to=on_arrays, params_schema=LITERAL_SCHEMA, validate=validate_literal_values))
 register(
     PropertyInfo(
         "scale_discrimination",
         "scores are divided by sqrt(d_head), before the softmax (no other scale fits)",
         check_scale_discrimination,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         validate=validate_scale_discrimination,
     )
 )
-register(PropertyInfo("numerical_stability", "large attention scores (~1e3) give finite, correct outputs", check_numerical_stability, applies_to=every_exercise))
+register(PropertyInfo("numerical_stability", "large attention scores (~1e3) give finite, correct outputs", check_numerical_stability, applies_to=on_arrays))
 register(
     PropertyInfo(
         "single_head_equivalence",
@@ -256,7 +256,7 @@ register(
         "gradients_match",
         "PyTorch gradients with respect to the inputs (and block parameters) equal the reference's",
         check_gradients,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         backends=("torch",),
         params_schema=schema(wrt={"type": "array", "minItems": 1, "items": {"type": "string"}}),
         validate=_validate_grad,
