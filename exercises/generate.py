@@ -56,6 +56,7 @@ class Exercise:
     docs: dict[str, Any]  # function name -> docstring, in the order the file defines them
     paste: tuple[str, ...]
     scratch: Any
+    common_rules: bool = True  # False: the backend rules about array arguments do not apply (integer arguments)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def _exercise(path: Path, raw: dict[str, Any]) -> Exercise:
         docs=docs,
         paste=paste,
         scratch=raw.get("scratch"),
+        common_rules=bool(raw.get("common_rules", True)),
     )
 
 
@@ -140,7 +142,7 @@ def bullets(items: list[str], width: int = WIDTH) -> str:
 
 
 def rules_for(ex: Exercise, source: Source, backend: str) -> list[str]:
-    return _texts(source.common_rules, backend) + _texts(ex.rules, backend)
+    return (_texts(source.common_rules, backend) if ex.common_rules else []) + _texts(ex.rules, backend)
 
 
 def stub(name: str, doc: str) -> str:

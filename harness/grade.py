@@ -333,6 +333,9 @@ def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession
     """Try the function once per candidate backend on small inputs; keep the ones it handles."""
     inputs = generate_inputs(exercise, _probe_spec(exercise), PROBE_DIMS[exercise], seed=0)
     ok, notes, tripwires = [], [], []
+    plain = not EXERCISES[exercise].array_inputs
+    if plain:  # integer arguments: one call says which backend the answer is in (see Exercise.array_inputs)
+        candidates = candidates[:1]
     for backend in candidates:
         with session.case(f"{exercise}.probe.{backend}", min(10.0, limits.case_timeout), forbidden=forbidden) as cs:
             outcome = cs.call(exercise, inputs, backend=backend, dtype="float64")
@@ -340,6 +343,8 @@ def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession
         if outcome.status == "raised" and outcome.error and outcome.error.get("type") == "NotImplementedError":
             return Probe([], [], _not_implemented_where(outcome.error, fn_static), tripwires)
         kind = outcome.output.kind if outcome.output else None
+        if plain:
+            return Probe([{"ndarray": "numpy", "tensor": "torch"}.get(kind or "", backend)], [], None, tripwires)
         if outcome.ok and kind == ("ndarray" if backend == "numpy" else "tensor"):
             ok.append(backend)
         elif len(candidates) > 1:
@@ -510,6 +515,10 @@ def _run_instance(case: Case, backend: str, dtype: str, options: GradeOptions, c
     start = time.monotonic()
     ctx = CaseContext(case, backend, dtype, case.tolerances[dtype], cs, options.limits)
     inst = check_instance(ctx, case)
+    exercise = EXERCISES[case.exercise]
+    if not exercise.array_inputs:  # integer arguments: no input dtype (and for a plain number, no backend) to report
+        inst.dtype = "any"
+        inst.backend = inst.backend if exercise.array_output else "any"
     inst.duration = round(time.monotonic() - start, 4)
     inst.calls = ctx.calls
     for hit in ctx.tripwires:

@@ -80,7 +80,9 @@ def _numpy_roundtrip(exercise: str) -> Callable[..., Any]:
 
 
 def _structural(exercise: str) -> list[Misconception]:
-    """The families every exercise has: batch, precision, contract (dtype, type, in place), autograd."""
+    """The families every exercise on arrays has: batch, precision, contract (dtype, type, in place), autograd."""
+    if not EXERCISES[exercise].array_inputs:
+        return []  # integer arguments: no batch, no input dtype, nothing to modify, no graph
     p = EXERCISES[exercise].prefix
     return [
         Misconception(f"{p}.batch_one_only", exercise, "only batch element 0 is computed (copied to every batch position)",
@@ -174,8 +176,6 @@ _HINTS = [
                   "A head gives a different result alone: a softmax or sum over the head axis, a 4-D mask applied to the wrong heads, or heads split/merged without the transpose.", COURSE["mha"], kind="hint", listed=False),
     Misconception("hint.autograd_gap", MA, "a step autograd cannot see",
                   "The forward values are right but a gradient is not: a step autograd cannot see (writing through .data, a .numpy() round trip, detach() in the middle).", COURSE["autograd"], kind="hint", listed=False),
-    Misconception("hint.mask_blocks_past", MA, "causal_mask blocks the past",
-                  "causal_mask blocks positions before i instead of after it: use the upper triangle (triu with k=1).", COURSE["masking"], kind="hint", listed=False),
     Misconception("hint.numpy_promotion", MA, "float32 promoted by a float64 NumPy scalar",
                   "NumPy 2 promotes a float32 array combined with a float64 NumPy scalar (such as np.sqrt(d)) to float64: divide by math.sqrt(d) or cast back.", COURSE["contract"], kind="hint", listed=False),
     Misconception("hint.half_not_cast_back", MA, "half precision not cast back",

@@ -81,3 +81,12 @@ def post_norm_block(x: torch.Tensor, params: dict, n_heads: int, mask: torch.Ten
     p = params
     a = layer_norm(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
     return layer_norm(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
+
+
+def attention_param_count(d_model: int, d_head: int, n_heads: int, n_layers: int) -> int:
+    """Attention weights of a model (no biases): per head W_Q, W_K, Value_down and Value_up, each
+    d_model x d_head; n_heads heads per block; n_layers blocks. An exact Python int."""
+    per_matrix = d_model * d_head
+    per_head = 4 * per_matrix
+    per_block = n_heads * per_head
+    return int(n_layers * per_block)

@@ -223,11 +223,15 @@ def _exercise_wrapper(fn: Any, given: tuple[Any, ...], knobs: dict, batch: str, 
 
 # ---------------------------------------------------------------- causal mask
 
-def causal_mask(seq_len: int, *, like: Any = None, diagonal: int = 1, keep01: bool = False) -> Any:
+def causal_mask(seq_len: int, *, like: Any = None, diagonal: int = 1, keep01: bool = False, boolean: bool = False, past: bool = False) -> Any:
     """diagonal=1 is correct (i sees 0..i); 0 also blocks i itself; 2 lets i see i+1.
-    keep01 returns a 0/1 keep-mask (1 = may see) instead of an additive one."""
-    if keep01:
+    keep01 returns a 0/1 keep-mask (1 = may see) instead of an additive one; boolean the same
+    as a bool array (True = may see); past blocks the positions before i instead of after it."""
+    if keep01 or boolean:
         m = np.tril(np.ones((seq_len, seq_len)))
+        m = m.astype(bool) if boolean else m
+    elif past:
+        m = np.tril(np.full((seq_len, seq_len), -np.inf), k=-diagonal)
     else:
         m = np.triu(np.full((seq_len, seq_len), -np.inf), k=diagonal)
     if like is not None and is_torch(like):
@@ -382,3 +386,17 @@ def post_norm_block(x: Any, params: dict, n_heads: int, mask: Any = None, **knob
     """post_norm_block with knobs: transformer_block's knobs, with norm='post' by default
     (norm='pre' is pre-norm code submitted as the post-norm block)."""
     return _block_plain(x, params, n_heads, mask, **{"norm": "post", **knobs})
+
+
+# ---------------------------------------------------------------- attention parameter count
+
+
+def attention_param_count(d_model: int, d_head: int, n_heads: int, n_layers: int, *, value: str = "factored", layers: bool = True,
+                          heads: bool = True, biases: bool = False, mlp: bool = False) -> int:
+    """The attention weights of a model, with knobs: value='full' counts a d_model x d_model value
+    map (the course's "151 M"), 'down_only' forgets the value-up map (3 maps per head); layers or
+    heads False leave out that factor; biases adds a bias per map; mlp adds the MLP's 8 d_model^2."""
+    maps = {"factored": 4 * d_model * d_head, "full": 2 * d_model * d_head + d_model * d_model, "down_only": 3 * d_model * d_head}[value]
+    per_head = maps + ((3 * d_head + d_model) if biases else 0)
+    per_block = per_head * (n_heads if heads else 1) + (8 * d_model * d_model if mlp else 0)
+    return int(per_block * (n_layers if layers else 1))

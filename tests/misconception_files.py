@@ -33,13 +33,10 @@ def _params(exercise: str) -> str:
 
 # Each function, correct, through the standalone variants (`_variant_<name>`: the learner file
 # redefines the public names, so the knob-driven versions are kept under their own).
-_CORRECT = {
-    **{e: f"def {e}({_params(e)}):\n    return _variant_{e}({', '.join(EXERCISES[e].args)})\n" for e in EXERCISES},
-    "causal_mask": "def causal_mask(seq_len):\n    return _variant_causal_mask(seq_len)\n",
-}
+_CORRECT = {e: f"def {e}({_params(e)}):\n    return _variant_{e}({', '.join(EXERCISES[e].args)})\n" for e in EXERCISES}
 _SIGNATURES = {e: (_params(e), ", ".join(EXERCISES[e].args)) for e in EXERCISES}
 _IMPL = {e: f"_variant_{e}" for e in EXERCISES}
-_ALIASES = "".join(f"_variant_{e} = {EXERCISES[e].variant_function}\n" for e in EXERCISES) + "_variant_causal_mask = causal_mask\n"
+_ALIASES = "".join(f"_variant_{e} = {EXERCISES[e].variant_function}\n" for e in EXERCISES)
 
 # Structural mistakes, as a learner would write them (one template per kind; {sig}, {args},
 # {impl}, {first} are filled in per exercise).
@@ -115,9 +112,7 @@ def learner_source(m: Misconception, backend: str) -> str:
     ]
     functions = dict(_CORRECT)
     kind = m.id.split(".", 1)[1]
-    if m.function == "causal_mask":
-        functions["causal_mask"] = f"def causal_mask(seq_len):\n    return _variant_causal_mask(seq_len, **{m.knobs!r})\n"
-    elif kind in _STRUCTURAL:
+    if kind in _STRUCTURAL:
         sig, args = _SIGNATURES[m.exercise]
         functions[m.exercise] = textwrap.dedent(_STRUCTURAL[kind]).format(
             name=m.exercise, sig=sig, args=args, impl=_IMPL[m.exercise], first=args.split(",")[0], is_ma=m.exercise == "manual_attention"

@@ -74,7 +74,7 @@ def multi_head_attention(x, W_Q, W_K, W_V, W_O, n_heads, mask=None):
 OVERRIDES = '''overrides_version: 1
 course: {name: Test course}
 cases:
-  ex.ma.causal_mask: {points: 3}
+  ex.ma.dtype: {points: 3}
 '''
 
 
@@ -164,7 +164,7 @@ def test_multi_file_submission_end_to_end(bundle, tmp_path):
     failed = next(t for t in data["tests"] if "ex.ma.reference_causal" in t["name"])
     assert failed["status"] == "failed"
     assert "Reproduce: attnspec grade manual_attention.py --case ex.ma.reference_causal --backend numpy" in failed["output"]
-    mask = next(t for t in data["tests"] if "ex.ma.causal_mask" in t["name"])
+    mask = next(t for t in data["tests"] if "ex.ma.dtype" in t["name"])
     assert mask["max_score"] == 3 and mask["status"] == "passed"  # the shipped overrides apply
     text = json.dumps(data)
     assert str(root) not in text and "/autograder" not in text and "--spec" not in text

@@ -63,6 +63,9 @@ SOLUTIONS = {
         "causal_mask": """
             return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)
         """,
+        "attention_param_count": """
+            return 4 * d_model * d_head * n_heads * n_layers
+        """,
         "manual_attention": """
             scores = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])
             if mask is not None:
@@ -111,6 +114,9 @@ SOLUTIONS = {
     "torch": {
         "causal_mask": """
             return torch.triu(torch.full((seq_len, seq_len), float("-inf")), diagonal=1)
+        """,
+        "attention_param_count": """
+            return 4 * d_model * d_head * n_heads * n_layers
         """,
         "manual_attention": """
             scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])

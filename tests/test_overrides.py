@@ -116,11 +116,11 @@ def test_bad_overrides_raise_spec_error_from_load_spec(tmp_path):
 
 
 def test_grade_with_overrides_reports_the_points_and_the_file(tmp_path, capsys):
-    path = write(tmp_path, "overrides_version: 1\ncases:\n  ex.ma.causal_mask: {points: 4}\n")
+    path = write(tmp_path, "overrides_version: 1\ncases:\n  ex.ma.dtype: {points: 4}\n")
     out = tmp_path / "r.json"
     main(["grade", str(CORRECT), "--no-builtin", "--spec", TEST_SPEC, "--overrides", path, "--exercise", "manual_attention", "--format", "json", "-o", str(out)])
     report = json.loads(out.read_text())
-    case = next(c for e in report["exercises"] for c in e["cases"] if c["case_id"] == "ex.ma.causal_mask")
+    case = next(c for e in report["exercises"] for c in e["cases"] if c["case_id"] == "ex.ma.dtype")
     assert case["max_points"] == 4.0
     assert path in report["spec"]["files"]
     assert f"--overrides {path}" in case["repro"] or any(f"--overrides {path}" in (c["repro"] or "") for e in report["exercises"] for c in e["cases"])
@@ -130,7 +130,7 @@ def test_grade_with_overrides_reports_the_points_and_the_file(tmp_path, capsys):
 
 
 def test_spec_validate_takes_overrides(tmp_path):
-    good = write(tmp_path, "overrides_version: 1\ncases:\n  ex.ma.causal_mask: {points: 4}\n")
+    good = write(tmp_path, "overrides_version: 1\ncases:\n  ex.ma.dtype: {points: 4}\n")
     ok = subprocess.run([sys.executable, "-m", "attnspec", "spec", "validate", "--no-builtin", "--spec", TEST_SPEC, "--overrides", good], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("spec OK"), ok.stdout + ok.stderr
     bad = tmp_path / "bad.yaml"

@@ -108,9 +108,9 @@ class Misconception:
         """A callable for `target` with this mistake (works on NumPy arrays and torch tensors)."""
         from ..reference import variants
 
-        if self.function == "causal_mask":
+        if self.function is not None:
             knobs = dict(self.knobs or {})
-            return lambda n: variants.causal_mask(n, **knobs)
+            return lambda *args: getattr(variants, self.function)(*args, **knobs)
         if self.wrapper is not None:
             return self.wrapper
         from . import EXERCISES
@@ -127,6 +127,13 @@ class Exercise:
     used by the backend probe (`probe_dims`), `attnspec spec new` (`skeleton_dims`) and its
     literal example (`example_dims`), and `sublayers`: lower exercises it calls, whose numeric
     mistakes are also recognised through it (named `<prefix>.<lifted_name of lower>.<key>`).
+
+    `array_inputs` False: the arguments are plain Python integers (causal_mask(seq_len),
+    attention_param_count(...)), so nothing tells the function which backend to answer in. Such an
+    exercise is called once per case, on the backend its result is in (a NumPy array: numpy, a
+    tensor: torch, anything else: the submission's own), and has none of the array families
+    (batch, dtype, in place, autograd). `array_output` False: the result is a plain number too, and
+    its cases are reported without a backend or dtype.
     """
 
     name: str = ""
@@ -152,6 +159,8 @@ class Exercise:
     not_lifted: frozenset[str] = frozenset()
     sublayers: tuple[str, ...] = ()
     variant_name: str | None = None  # its function in reference.variants (None: the exercise's name)
+    array_inputs: bool = True  # False: integer arguments only (see the class docstring)
+    array_output: bool = True  # False: the result is a plain number, not an array
 
     # ------------------------------------------------------------ contract
 

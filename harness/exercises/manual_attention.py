@@ -1,4 +1,4 @@
-"""Exercise 1: `manual_attention(Q, K, V, mask=None)`, graded with its helper `causal_mask(seq_len)`."""
+"""Exercise 1: `manual_attention(Q, K, V, mask=None)`."""
 
 from __future__ import annotations
 
@@ -8,20 +8,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..reference import gradients
-from .base import CAUSAL_MASKS, COURSE, PROBE_MAX_SEQ, Contract, Exercise, Misconception, ProbeDesign, ShapeProblem, batch_head_reasons, make_mask, distinct_size_reasons, normal, permute_mask, score_factor
+from .base import CAUSAL_MASKS, COURSE, PROBE_MAX_SEQ, Exercise, Misconception, ProbeDesign, ShapeProblem, batch_head_reasons, make_mask, distinct_size_reasons, normal, permute_mask, score_factor
 
 POISON = 1000.0
-
-CAUSAL_MASK = Contract(
-    name="causal_mask",
-    args=("seq_len",),
-    signature="causal_mask(seq_len)",
-    dims=("seq_len",),
-    arg_shapes={},
-    output_shape=("seq_len", "seq_len"),
-    mask_ndims=(),
-)
-
 
 def _data_write(*args: Any) -> Any:
     """Scales the scores through .data, which autograd does not see: right values, wrong gradients."""
@@ -51,7 +40,6 @@ class ManualAttention(Exercise):
     output_shape = ("batch", "n_heads", "seq_q", "d_v")
     mask_ndims = (2, 4)
     seq_dims = ("seq_q", "seq_k")
-    helpers = (CAUSAL_MASK,)
     probe_dims = {"batch": 2, "n_heads": 2, "seq_q": 3, "seq_k": 4, "d_head": 5, "d_v": 6}
     skeleton_dims = {"batch": 2, "n_heads": 3, "seq_q": 5, "seq_k": 7, "d_head": 4, "d_v": 6}
     example_dims = {"batch": 1, "n_heads": 1, "seq_q": 2, "seq_k": 3, "d_head": 2, "d_v": 1}
@@ -233,12 +221,6 @@ class ManualAttention(Exercise):
                           COURSE["masking"], knobs={"mask_mode": "own_causal", "causal_diagonal": 0}),
             n("always_causal", "attention is always causal",
               "A causal mask is applied whatever mask is passed, even with mask=None. Apply exactly the mask you are given.", "masking", mask_mode="always_causal"),
-            Misconception("ma.causal_mask_blocks_diagonal", MA, "causal mask blocks the diagonal",
-                          "causal_mask also blocks position i from seeing itself (triu with k=0); position i must see 0..i, so use k=1.", COURSE["masking"], knobs={"diagonal": 0}, function="causal_mask"),
-            Misconception("ma.causal_mask_sees_next", MA, "causal mask lets each position see the next one",
-                          "causal_mask leaves one future position open (triu with k=2); position i must not see i+1.", COURSE["masking"], knobs={"diagonal": 2}, function="causal_mask"),
-            Misconception("ma.causal_mask_keep01", MA, "causal mask returned as 0/1",
-                          "causal_mask returns a 0/1 lower-triangular matrix; the contract's mask is additive: 0 where allowed, -inf above the diagonal.", COURSE["masking"], knobs={"keep01": True}, function="causal_mask"),
             n("mask_4d_broadcast", "a 4-D mask broadcast wrongly",
               "With a (batch, n_heads, seq_q, seq_k) mask, one slice is used for every batch element and head. Add the whole 4-D mask to the 4-D scores; it broadcasts element for element.", "masking", mask_4d="first"),
             n("unstable_softmax", "softmax without subtracting the row maximum",

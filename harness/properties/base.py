@@ -27,6 +27,12 @@ def every_exercise(exercise: "Exercise") -> bool:
     return True
 
 
+def on_arrays(exercise: "Exercise") -> bool:
+    """For properties of functions on arrays (shape, dtype, values, batch...): every exercise but
+    those whose arguments are plain integers (causal_mask, attention_param_count)."""
+    return exercise.array_inputs
+
+
 
 class Failed(Exception):
     """The submission does not have the property (kind 'failed') or its code broke (kind 'error').

@@ -7,7 +7,7 @@ import numpy as np
 from ..compare import compare_values
 from ..exercises import EXERCISES
 from ..inputs import BIAS_MASKS, BLOCKING_MASKS, CAUSAL_MASKS, PADDING_MASKS, Inputs
-from .base import CaseContext, PropertyInfo, every_exercise, fail, register, require_nondegenerate, schema, value_kind
+from .base import CaseContext, PropertyInfo, on_arrays, fail, register, require_nondegenerate, schema, value_kind
 from .values import likely_variant
 
 MASK_MISTAKES = {
@@ -88,7 +88,7 @@ register(
         "mask_future_independence",
         "with a causal mask, output i does not change when tokens after i change",
         check_future_independence,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         params_schema=schema(position={"type": "integer", "minimum": 1}),
         masks=CAUSAL_MASKS,
         relational=True,
@@ -99,7 +99,7 @@ register(
         "mask_blocks_exactly",
         "-inf mask entries block exactly: blocked keys have no influence",
         check_blocks_exactly,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         masks=BLOCKING_MASKS,
     )
 )
@@ -108,7 +108,7 @@ register(
         "mask_additive_bias",
         "finite mask entries act as additive biases on the scaled scores",
         check_additive_bias,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         masks=BIAS_MASKS,
     )
 )

@@ -10,7 +10,7 @@ from ..exercises import EXERCISES
 from ..exercises.base import join_and
 from ..inputs import CAUSAL_MASKS, Inputs, dims_of
 from ..specmodel import Case
-from .base import CaseContext, PropertyInfo, every_exercise, fail, register, require_nondegenerate, schema
+from .base import CaseContext, PropertyInfo, on_arrays, fail, register, require_nondegenerate, schema
 
 
 def _permutation(ctx: CaseContext, n: int) -> np.ndarray:
@@ -124,12 +124,12 @@ register(
         "without a mask, reordering tokens reorders the output (and a causal mask breaks this)",
         check_permutation,
         params_schema=schema(permute={"enum": ["queries", "keys_values", "tokens"]}, expect={"enum": ["holds", "breaks"]}),
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         validate=_validate_permutation,
         relational=True,
     )
 )
-register(PropertyInfo("batch_independence", "each batch element is computed independently", check_batch_independence, applies_to=every_exercise, relational=True))
+register(PropertyInfo("batch_independence", "each batch element is computed independently", check_batch_independence, applies_to=on_arrays, relational=True))
 register(
     PropertyInfo(
         "head_independence",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..exercises import EXERCISES
 from ..inputs import Inputs
-from .base import CaseContext, PropertyInfo, every_exercise, fail, register
+from .base import CaseContext, PropertyInfo, on_arrays, fail, register
 
 EXPECTED_KIND = {"numpy": ("ndarray", "numpy.ndarray"), "torch": ("tensor", "torch.Tensor")}
 
@@ -54,7 +54,7 @@ def check_inputs_unchanged(ctx: CaseContext, inputs: Inputs) -> None:
                    got=list(outcome.mutated), hints=["hint.in_place"], claim_hidden=f"{ctx.exercise} modified its inputs in place")
 
 
-register(PropertyInfo("output_shape", "the output has the contract's shape", check_output_shape, applies_to=every_exercise))
-register(PropertyInfo("output_dtype", "the output keeps the inputs' dtype", check_output_dtype, applies_to=every_exercise))
-register(PropertyInfo("output_array_type", "the output is the inputs' array type (numpy.ndarray / torch.Tensor)", check_output_array_type, applies_to=every_exercise))
-register(PropertyInfo("inputs_unchanged", "the function does not modify its inputs", check_inputs_unchanged, applies_to=every_exercise))
+register(PropertyInfo("output_shape", "the output has the contract's shape", check_output_shape, applies_to=on_arrays))
+register(PropertyInfo("output_dtype", "the output keeps the inputs' dtype", check_output_dtype, applies_to=on_arrays))
+register(PropertyInfo("output_array_type", "the output is the inputs' array type (numpy.ndarray / torch.Tensor)", check_output_array_type, applies_to=on_arrays))
+register(PropertyInfo("inputs_unchanged", "the function does not modify its inputs", check_inputs_unchanged, applies_to=on_arrays))

@@ -12,7 +12,7 @@ from ..exercises import EXERCISES, Exercise
 from ..inputs import Inputs
 from ..runner import GradRequest
 from ..specmodel import Case
-from .base import CaseContext, PropertyInfo, every_exercise, fail, register, schema, value_kind
+from .base import CaseContext, PropertyInfo, on_arrays, fail, register, schema, value_kind
 
 
 def check_matches_reference(ctx: CaseContext, inputs: Inputs) -> None:
@@ -167,7 +167,7 @@ def _score_magnitude(ctx: CaseContext, inputs: Inputs) -> float:
 
 def takes_n_heads(exercise: Exercise) -> bool:
     """n_heads is an argument (so a case can set it to 1), not an axis of the inputs."""
-    return "n_heads" in exercise.args
+    return exercise.array_inputs and "n_heads" in exercise.args
 
 
 def check_single_head(ctx: CaseContext, inputs: Inputs) -> None:
@@ -177,31 +177,6 @@ def check_single_head(ctx: CaseContext, inputs: Inputs) -> None:
     if mismatch is not None:
         raise fail(value_kind(mismatch.details), claim="with n_heads=1 the sublayer must equal single-head attention softmax((xW_Q)(xW_K)^T/sqrt(d_model))(xW_V) @ W_O",
                    comparison=mismatch.details, call=ctx.describe_call(inputs))
-
-
-# ---------------------------------------------------------------- causal_mask()
-
-
-def check_causal_mask_function(ctx: CaseContext, inputs: Inputs | None) -> None:
-    for n in ctx.params.get("sizes", [1, 2, 5]):
-        outcome = ctx.call([n], function="causal_mask")
-        got = ctx.values(outcome, [n], (n, n), function="causal_mask", what=f"causal_mask({n})")
-        for i in range(n):
-            for j in range(n):
-                value = got[i, j]
-                if j <= i and value != 0:
-                    hint = "ma.causal_mask_blocks_diagonal" if i == j else "hint.mask_blocks_past"
-                    raise fail("causal_mask", claim=f"causal_mask({n})[{i}, {j}]={value:g}, but should be 0: position {i} may see position {j}",
-                               call=f"causal_mask({n}), {ctx.backend}", hints=[hint], where=[i, j], got=float(value), expected=0.0, claim_hidden="causal_mask blocks a position it must let through")
-                if j > i and not value <= -1e4:
-                    if value in (0, 1) and got[0, 0] == 1:
-                        hints = ["ma.causal_mask_keep01"]
-                    elif value == 0 and j == i + 1:
-                        hints = ["ma.causal_mask_sees_next"]
-                    else:
-                        hints = []
-                    raise fail("causal_mask", claim=f"causal_mask({n})[{i}, {j}]={value:g}, but should block (be -inf, or a large negative number such as -1e9): position {i} must not see the later position {j}",
-                               call=f"causal_mask({n}), {ctx.backend}", hints=hints, where=[i, j], got=float(value), claim_hidden="causal_mask lets a position see a later one")
 
 
 # ---------------------------------------------------------------- gradients (PyTorch)
@@ -255,18 +230,18 @@ def _validate_grad(case: Case, inputs: Inputs | None) -> list[tuple[tuple, str]]
     return [(("params", "wrt"), f"'{w}' is not an array input; choose from {', '.join(names)}") for w in case.params.get("wrt", []) if w not in names]
 
 
-register(PropertyInfo("matches_reference", "the output equals the reference on these inputs", check_matches_reference, applies_to=every_exercise))
-register(PropertyInfo("literal_values", "the output has the literal values of a worked example", check_literal_values, applies_to=every_exercise, params_schema=LITERAL_SCHEMA, validate=validate_literal_values))
+register(PropertyInfo("matches_reference", "the output equals the reference on these inputs", check_matches_reference, applies_to=on_arrays))
+register(PropertyInfo("literal_values", "the output has the literal values of a worked example", check_literal_values, applies_to=on_arrays, params_schema=LITERAL_SCHEMA, validate=validate_literal_values))
 register(
     PropertyInfo(
         "scale_discrimination",
         "scores are divided by sqrt(d_head), before the softmax (no other scale fits)",
         check_scale_discrimination,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         validate=validate_scale_discrimination,
     )
 )
-register(PropertyInfo("numerical_stability", "large attention scores (~1e3) give finite, correct outputs", check_numerical_stability, applies_to=every_exercise))
+register(PropertyInfo("numerical_stability", "large attention scores (~1e3) give finite, correct outputs", check_numerical_stability, applies_to=on_arrays))
 register(
     PropertyInfo(
         "single_head_equivalence",
@@ -278,21 +253,10 @@ register(
 )
 register(
     PropertyInfo(
-        "causal_mask_function",
-        "causal_mask(n) lets position i see 0..i and blocks the rest",
-        check_causal_mask_function,
-        applies_to=("manual_attention",),
-        params_schema=schema(sizes={"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1, "maximum": 64}}),
-        needs_inputs=False,
-        function="causal_mask",
-    )
-)
-register(
-    PropertyInfo(
         "gradients_match",
         "PyTorch gradients with respect to the inputs (and block parameters) equal the reference's",
         check_gradients,
-        applies_to=every_exercise,
+        applies_to=on_arrays,
         backends=("torch",),
         params_schema=schema(wrt={"type": "array", "minItems": 1, "items": {"type": "string"}}),
         validate=_validate_grad,

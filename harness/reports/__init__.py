@@ -95,7 +95,7 @@ STATIC_BACKENDS = ("any",)  # instances not tied to a backend (implementation ru
 
 
 def where(inst: "InstanceResult") -> str:
-    return f"{inst.backend} {inst.dtype}"
+    return inst.backend if inst.dtype == "any" else f"{inst.backend} {inst.dtype}"
 
 
 def sample_lines(details: dict[str, Any], limit: int = 4) -> list[str]:

@@ -21,10 +21,6 @@ Arguments and result:
   element and head, or of shape (batch, n_heads, seq_q, seq_k)
 - result: (batch, n_heads, seq_q, d_v)
 
-Also write `causal_mask(seq_len)`, the (seq_len, seq_len) additive mask of a decoder: query
-position i may look at key positions 0, 1, ..., i and at nothing later, so the mask holds 0
-on and below the diagonal and -inf above it. It is graded together with `manual_attention`.
-
 Rules:
 
 - Take `numpy.ndarray` arguments and return a `numpy.ndarray` (not a list, not a torch tensor).
@@ -53,7 +49,6 @@ Hints:
 - Watch the dtype: `np.sqrt(d_head)` is a float64 scalar, and NumPy promotes a float32 array
   combined with it to float64. Divide by the Python float `math.sqrt(d_head)` instead, and cast a
   mask to the scores' dtype (`mask.astype(scores.dtype)`) before adding it.
-- For `causal_mask`, look at `np.triu` and `np.tril` and their `k` argument.
 - If you have PyTorch, check values against `torch.nn.functional.scaled_dot_product_attention`,
   which uses the same float-mask convention (convert with `torch.from_numpy`). Use it to check, not
   inside your function.
@@ -68,15 +63,6 @@ which grades it with `attnspec grade` (the command is at the end of the file).
 import math
 
 import numpy as np
-
-
-def causal_mask(seq_len):
-    """The additive causal mask, shape (seq_len, seq_len), as a float numpy.ndarray.
-
-    Entry [i, j] is 0 where query position i may see key position j (j <= i) and
-    -inf where j comes later (j > i).
-    """
-    raise NotImplementedError("causal_mask is not implemented yet")
 
 
 def manual_attention(Q, K, V, mask=None):

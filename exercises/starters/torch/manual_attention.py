@@ -21,10 +21,6 @@ Arguments and result:
   element and head, or of shape (batch, n_heads, seq_q, seq_k)
 - result: (batch, n_heads, seq_q, d_v)
 
-Also write `causal_mask(seq_len)`, the (seq_len, seq_len) additive mask of a decoder: query
-position i may look at key positions 0, 1, ..., i and at nothing later, so the mask holds 0
-on and below the diagonal and -inf above it. It is graded together with `manual_attention`.
-
 Rules:
 
 - Take `torch.Tensor` arguments and return a `torch.Tensor` (not a NumPy array).
@@ -54,8 +50,6 @@ Hints:
   reshaping needed.
 - Watch the dtype: a float64 mask added to float32 scores promotes them to float64. Cast it first
   with `mask.to(scores.dtype)`.
-- For `causal_mask`, look at `torch.triu` and `torch.tril`, or build a lower-triangular matrix of
-  ones and use `masked_fill` to put -inf where it is 0.
 - Check values against `torch.nn.functional.scaled_dot_product_attention(Q, K, V, attn_mask=mask)`,
   which uses the same float-mask convention. Use it to check, not inside your function.
 
@@ -69,15 +63,6 @@ which grades it with `attnspec grade` (the command is at the end of the file).
 import math
 
 import torch
-
-
-def causal_mask(seq_len):
-    """The additive causal mask, shape (seq_len, seq_len), as a float torch.Tensor.
-
-    Entry [i, j] is 0 where query position i may see key position j (j <= i) and
-    -inf where j comes later (j > i).
-    """
-    raise NotImplementedError("causal_mask is not implemented yet")
 
 
 def manual_attention(Q, K, V, mask=None):
