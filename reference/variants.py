@@ -190,6 +190,8 @@ def _scale_factor(scale: Any, d_head: int, n_heads: int, d_v: int) -> float:
 def _to_float32(a: Any) -> Any:
     if isinstance(a, dict):
         return {k: _to_float32(v) for k, v in a.items()}
+    if isinstance(a, list):
+        return [_to_float32(v) for v in a]
     if is_torch(a):
         return a.float()
     if isinstance(a, np.ndarray):
