@@ -98,3 +98,12 @@ def post_norm_block(x: np.ndarray, params: dict, n_heads: int, mask: np.ndarray 
     p = params
     a = layer_norm(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
     return layer_norm(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
+
+
+def transformer_stack(x: np.ndarray, layers: list, n_heads: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pre-norm blocks in list order, each reading the residual stream the previous one wrote.
+
+    An empty list is zero edits: x comes back unchanged."""
+    for params in layers:
+        x = transformer_block(x, params, n_heads, mask)  # (B, T, d_model), the same mask for every layer
+    return x
