@@ -4,7 +4,7 @@ Importing this package registers every property in `PROPERTIES` (name -> Propert
 Instructors add their own with `register_property` (harness/plugins.py, docs/plugins.md).
 """
 
-from . import masks, relations, stack, structure, values  # noqa: F401  (registration side effect)
+from . import heads, masks, relations, stack, structure, values  # noqa: F401  (registration side effect)
 from .base import PROPERTIES, CaseAborted, CaseContext, Failed, Observation, PropertyInfo, fail
 
 __all__ = ["PROPERTIES", "CaseAborted", "CaseContext", "Failed", "Observation", "PropertyInfo", "fail", "register_property"]
