@@ -414,7 +414,7 @@ def transformer_stack(x: Any, layers: list, n_heads: int, mask: Any = None, **kn
         layers = layers[:1]
     elif k["apply"] == "last":
         layers = layers[-1:]
-    if k["params"] == "shared":
+    if k["params"] == "shared" and layers:
         layers = [layers[0]] * len(layers)
     h = x
     for i, p in enumerate(layers):
