@@ -43,6 +43,7 @@ _str = builtins.str
 _repr = builtins.repr
 _tuple = builtins.tuple
 _list = builtins.list
+_enumerate = builtins.enumerate
 _getprofile = sys.getprofile
 _perf_counter = time.perf_counter
 _TYPE_NAME = type.__dict__["__name__"].__get__
@@ -149,6 +150,8 @@ def decode_args(nodes: list[Any], buffers: list[bytes], backend: str, dtype: str
             return _to_backend(decode_float64(node, buffers), backend, dtype)
         if kind == "dict":
             return {k: build(v, depth + 1) for k, v in node["items"].items()}
+        if kind == "list" and _type(node.get("items")) is list:
+            return [build(v, depth + 1) for v in node["items"]]
         raise ProtocolError(f"unknown input node {kind!r}")
 
     return [build(n, 0) for n in nodes]
@@ -169,16 +172,21 @@ def _array_bytes(value: Any) -> bytes | None:
 
 def _snapshot(args: list[Any], names: list[str]) -> dict[str, bytes]:
     snap: dict[str, bytes] = {}
-    for name, value in zip(names, args):
-        if _type(value) is dict:
+
+    def add(name: str, value: Any, depth: int) -> None:
+        if _type(value) is dict and depth < 3:
             for key, sub in _list(dict.items(value)):
-                b = _array_bytes(sub)
-                if b is not None:
-                    snap[f"{name}.{key}"] = b
+                add(f"{name}.{key}", sub, depth + 1)
+        elif _type(value) is list and depth < 3:
+            for i, sub in _enumerate(_list(value)):
+                add(f"{name}.{i}", sub, depth + 1)
         else:
             b = _array_bytes(value)
             if b is not None:
                 snap[name] = b
+
+    for name, value in zip(names, args):
+        add(name, value, 0)
     return snap
 
 
@@ -557,16 +565,15 @@ def _attach_grad(args: list[Any], names: list[str], wrt: list[str], leaves: dict
             leaves[key] = leaf
             return t["t_clone"](leaf)
 
+    def attach(name: str, value: Any, depth: int) -> Any:
+        if _type(value) is dict and depth < 3:
+            return {key: attach(f"{name}.{key}", sub, depth + 1) for key, sub in _list(dict.items(value))}
+        if _type(value) is list and depth < 3:
+            return [attach(f"{name}.{i}", sub, depth + 1) for i, sub in _enumerate(_list(value))]
+        return leaf_for(name, value) if name in wrt else value
+
     for i, name in enumerate(names):
-        value = out[i]
-        if _type(value) is dict:
-            value = dict(value)
-            for key in value:
-                if f"{name}.{key}" in wrt:
-                    value[key] = leaf_for(f"{name}.{key}", value[key])
-            out[i] = value
-        elif name in wrt:
-            out[i] = leaf_for(name, value)
+        out[i] = attach(name, out[i], 0)
     return out
 
 

@@ -738,6 +738,8 @@ def _cast(value: Any, dtype: str) -> Any:
         return value.astype(dtype)
     if isinstance(value, dict):
         return {k: _cast(v, dtype) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cast(v, dtype) for v in value]
     return value
 
 

@@ -52,6 +52,8 @@ class Inputs:
                 out.append(f"{name}{tuple(value.shape)}")
             elif isinstance(value, dict):
                 out.append(f"{name}{{{', '.join(sorted(value))}}}")
+            elif isinstance(value, list):
+                out.append(f"{name}[{len(value)} x {{{', '.join(sorted(value[0]))}}}]" if value and isinstance(value[0], dict) else f"{name}[{len(value)}]")
             elif value is None:
                 out.append(f"{name}=None")
             else:
@@ -86,6 +88,8 @@ def cast_inputs(inputs: Inputs, dtype: str) -> Inputs:
             return round_to_dtype(value, dtype)
         if isinstance(value, dict):
             return {k: cast(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cast(v) for v in value]
         return value
 
     return replace(inputs, args={k: cast(v) for k, v in inputs.args.items()})
@@ -138,6 +142,8 @@ def literal_inputs(exercise: str, literal: dict[str, Any]) -> Inputs:
             args[name] = int(value)
         elif name == "params":
             args[name] = {k: literal_array(v) for k, v in value.items()}
+        elif name == "layers":
+            args[name] = [{k: literal_array(v) for k, v in layer.items()} for layer in value]
         elif value is None:
             args[name] = None
         else:
@@ -157,7 +163,7 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
     problems: list[tuple[tuple, str]] = []
     contract = EXERCISES[exercise]
     known = set(contract.args)
-    param_shapes = {k.split(".", 1)[1]: v for k, v in contract.arg_shapes.items() if k.startswith("params.")}
+    param_shapes = {k.split(".", 1)[1]: v for k, v in contract.arg_shapes.items() if k.startswith(("params.", "layers."))}
     for name in literal:
         if name not in known:
             problems.append(((name,), f"unknown argument '{name}' for {contract.signature}"))
@@ -189,6 +195,21 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
                 except ValueError as exc:
                     problems.append(((name, key), f"params.{key} {exc}"))
             continue
+        if name == "layers":  # a list of params dicts (transformer_stack)
+            if not isinstance(value, list) or not all(isinstance(layer, dict) for layer in value):
+                problems.append(((name,), "layers must be a list of mappings, each with the block's parameter arrays"))
+                continue
+            for i, layer in enumerate(value):
+                problems.extend(((name, i), f"layers[{i}] is missing '{key}'") for key in param_shapes if key not in layer)
+                for key, sub in layer.items():
+                    if key not in param_shapes:
+                        problems.append(((name, i, key), f"unknown block parameter '{key}'"))
+                        continue
+                    try:
+                        arrays[f"layers.{i}.{key}"] = literal_array(sub)
+                    except ValueError as exc:
+                        problems.append(((name, i, key), f"layers[{i}].{key} {exc}"))
+            continue
         try:
             arrays[name] = literal_array(value)
         except ValueError as exc:
@@ -198,18 +219,21 @@ def literal_problems(exercise: str, literal: dict[str, Any]) -> list[tuple[tuple
     # Derive every dimension from the first array that names it; report each disagreement.
     dims: dict[str, int] = {}
     dims.update(contract.literal_dims(literal))
-    for name, shape in contract.arg_shapes.items():
-        arr = arrays.get(name)
-        if arr is None:
-            continue
-        path = tuple(name.split("."))
-        if arr.ndim != len(shape):
-            problems.append((path, f"{name} has shape {arr.shape}, but should have {len(shape)} axes {shape}"))
-            continue
-        for axis, (dim, size) in enumerate(zip(shape, arr.shape)):
-            if dim in dims and dims[dim] != size:
-                problems.append((path, f"{name}.shape={arr.shape}: axis {axis} ({dim}) is {size}, but {dim}={dims[dim]} elsewhere"))
-            dims.setdefault(dim, size)
+    for shape_name, shape in contract.arg_shapes.items():
+        # a list argument's entries are 'layers.<i>.<key>', checked against 'layers.<key>'
+        head, _, key = shape_name.partition(".")
+        named = [shape_name] if shape_name in arrays else sorted((n for n in arrays if n.startswith(head + ".") and n.split(".")[-1] == key and n.count(".") == 2),
+                                                                  key=lambda n: int(n.split(".")[1]))
+        for name in named:
+            arr = arrays[name]
+            path = tuple(int(p) if p.isdigit() else p for p in name.split("."))
+            if arr.ndim != len(shape):
+                problems.append((path, f"{name} has shape {arr.shape}, but should have {len(shape)} axes {shape}"))
+                continue
+            for axis, (dim, size) in enumerate(zip(shape, arr.shape)):
+                if dim in dims and dims[dim] != size:
+                    problems.append((path, f"{name}.shape={arr.shape}: axis {axis} ({dim}) is {size}, but {dim}={dims[dim]} elsewhere"))
+                dims.setdefault(dim, size)
     if problems:
         return problems
     problems.extend(contract.dims_problems(dims))

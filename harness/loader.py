@@ -397,6 +397,9 @@ def _oversized_literals(block: Any) -> list[tuple[tuple, int]]:
         if isinstance(value, dict) and not ({"eye", "fill"} & set(value)):
             out.extend(((key,) + p, n) for p, n in _oversized_literals(value))
             continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) and not ({"eye", "fill"} & set(v)) for v in value):  # a list of params dicts (layers)
+            out.extend(((key, i) + p, n) for i, v in enumerate(value) for p, n in _oversized_literals(v))
+            continue
         count = _literal_count(value)
         if count > MAX_LITERAL_VALUES:
             out.append(((key,), count))

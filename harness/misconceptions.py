@@ -65,6 +65,8 @@ def _numpy_roundtrip(exercise: str) -> Callable[..., Any]:
     def to_np(a: Any) -> Any:
         if isinstance(a, dict):
             return {k: to_np(v) for k, v in a.items()}
+        if isinstance(a, list):
+            return [to_np(v) for v in a]
         return a.detach().cpu().numpy() if is_torch(a) else a
 
     def run(*args: Any) -> Any:

@@ -584,7 +584,7 @@ def float_from_json(value: Any) -> float:
 
 
 def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
-    """Encode a grader-side input (float64 arrays, ints, None, dicts of arrays) for the worker."""
+    """Encode a grader-side input (float64 arrays, ints, None, dicts of arrays, lists of those) for the worker."""
     if value is None:
         return {"t": "none"}
     if isinstance(value, bool):
@@ -599,6 +599,8 @@ def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
         return {"t": "array", "shape": list(arr.shape), "buf": len(buffers) - 1}
     if isinstance(value, dict):
         return {"t": "dict", "items": {str(k): encode_input(v, buffers) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"t": "list", "items": [encode_input(v, buffers) for v in value]}
     raise TypeError(f"cannot send {type(value).__name__} to a worker")
 
 

@@ -110,10 +110,14 @@ def _round(value: Any) -> Any:
         return np.round(value, 3).tolist()
     if isinstance(value, dict):
         return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
     return value
 
 
 def _as_array(value: Any) -> Any:
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # a list of params dicts (layers)
+        return [_as_array(v) for v in value]
     if isinstance(value, list):
         return np.asarray(value, dtype=np.float64)
     if isinstance(value, dict):

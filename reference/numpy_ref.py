@@ -100,6 +100,15 @@ def post_norm_block(x: np.ndarray, params: dict, n_heads: int, mask: np.ndarray 
     return layer_norm(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
 
 
+def transformer_stack(x: np.ndarray, layers: list, n_heads: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pre-norm blocks in list order, each reading the residual stream the previous one wrote.
+
+    An empty list is zero edits: x comes back unchanged."""
+    for params in layers:
+        x = transformer_block(x, params, n_heads, mask)  # (B, T, d_model), the same mask for every layer
+    return x
+
+
 def attention_param_count(d_model: int, d_head: int, n_heads: int, n_layers: int) -> int:
     """Attention weights of a model (no biases): per head W_Q, W_K, Value_down and Value_up, each
     d_model x d_head; n_heads heads per block; n_layers blocks. An exact Python int."""

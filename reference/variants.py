@@ -190,6 +190,8 @@ def _scale_factor(scale: Any, d_head: int, n_heads: int, d_v: int) -> float:
 def _to_float32(a: Any) -> Any:
     if isinstance(a, dict):
         return {k: _to_float32(v) for k, v in a.items()}
+    if isinstance(a, list):
+        return [_to_float32(v) for v in a]
     if is_torch(a):
         return a.float()
     if isinstance(a, np.ndarray):
@@ -386,6 +388,51 @@ def post_norm_block(x: Any, params: dict, n_heads: int, mask: Any = None, **knob
     """post_norm_block with knobs: transformer_block's knobs, with norm='post' by default
     (norm='pre' is pre-norm code submitted as the post-norm block)."""
     return _block_plain(x, params, n_heads, mask, **{"norm": "post", **knobs})
+
+
+# ---------------------------------------------------------------- stack of blocks
+
+STACK_DEFAULTS = {
+    "order": "forward",  # reversed: the layers applied last to first
+    "apply": "all",  # first | last: only one layer applied
+    "params": "own",  # shared: layers[0]'s params used for every layer
+    "mask_to": "every",  # first_only: the mask reaches the first layer only
+    "final_ln": False,  # True: a LayerNorm (no gain or bias) added after the last layer
+    "stream": "carried",  # reset: every layer reads the original x; the edits are summed
+    "block": None,  # knobs for every block (transformer_block's)
+    "batch": "ok",
+    "precision": "native",
+}
+
+
+def transformer_stack(x: Any, layers: list, n_heads: int, mask: Any = None, **knobs: Any) -> Any:
+    """transformer_stack with knobs (see STACK_DEFAULTS)."""
+    k = {**STACK_DEFAULTS, **knobs}
+    if k["batch"] != "ok" or k["precision"] != "native":
+        inner = {**k, "batch": "ok", "precision": "native"}
+        return _exercise_wrapper(_stack_plain, (x, layers, n_heads, mask), inner, k["batch"], k["precision"])
+    layers = list(layers)
+    if k["order"] == "reversed":
+        layers = layers[::-1]
+    if k["apply"] == "first":
+        layers = layers[:1]
+    elif k["apply"] == "last":
+        layers = layers[-1:]
+    if k["params"] == "shared" and layers:
+        layers = [layers[0]] * len(layers)
+    h = x
+    for i, p in enumerate(layers):
+        m = mask if k["mask_to"] == "every" or i == 0 else None
+        if k["stream"] == "reset":
+            h = h + (_block_plain(x, p, n_heads, m, **(k["block"] or {})) - x)
+        else:
+            h = _block_plain(h, p, n_heads, m, **(k["block"] or {}))
+    if k["final_ln"]:
+        h = layer_norm(h, 1.0, 0.0)
+    return h
+
+
+_stack_plain = transformer_stack  # the function itself, even where a submission redefines the public name
 
 
 # ---------------------------------------------------------------- attention parameter count

@@ -65,6 +65,8 @@ _STRUCTURAL = {
             def plain(a):
                 if isinstance(a, dict):
                     return {{k: plain(v) for k, v in a.items()}}
+                if isinstance(a, list):
+                    return [plain(v) for v in a]
                 return a.detach().numpy() if type(a).__module__.startswith("torch") else a
             out = {impl}(*[plain(a) for a in [{args}]])
             return torch.tensor(out, dtype={first}.dtype)

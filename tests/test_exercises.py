@@ -110,6 +110,12 @@ SOLUTIONS = {
             a = ln(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
             return ln(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
         """,
+        "transformer_stack": """
+            h = x
+            for params in layers:
+                h = transformer_block(h, params, n_heads, mask)
+            return h
+        """,
     },
     "torch": {
         "causal_mask": """
@@ -157,6 +163,12 @@ SOLUTIONS = {
 
             a = ln(x + multi_head_attention(x, p["W_Q"], p["W_K"], p["W_V"], p["W_O"], n_heads, mask), p["ln1_g"], p["ln1_b"])
             return ln(a + gelu(a @ p["W_in"] + p["b_in"]) @ p["W_out"] + p["b_out"], p["ln2_g"], p["ln2_b"])
+        """,
+        "transformer_stack": """
+            h = x
+            for params in layers:
+                h = transformer_block(h, params, n_heads, mask)
+            return h
         """,
     },
 }

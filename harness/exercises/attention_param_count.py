@@ -19,7 +19,7 @@ COUNTING = "Attention, section 'Counting Parameters': per head W_Q, W_K, Value_d
 
 class AttentionParamCount(Exercise):
     name = "attention_param_count"
-    number = 6
+    number = 7
     prefix = "apc"
     title = "counting attention parameters"
     args = ("d_model", "d_head", "n_heads", "n_layers")

@@ -11,7 +11,7 @@ from .base import COURSE, Exercise, Misconception
 
 class CausalMask(Exercise):
     name = "causal_mask"
-    number = 5
+    number = 6
     prefix = "cm"
     title = "the causal mask"
     args = ("seq_len",)

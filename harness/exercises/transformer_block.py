@@ -105,6 +105,8 @@ class TransformerBlock(BlockExercise):
     prefix = "block"
     title = "pre-norm transformer block"
     signature = "transformer_block(x, params, n_heads, mask=None)"
+    lifted_name = "block"  # its mistakes seen through transformer_stack: stack.block.<key>
+    lifted_title = "in a layer's block"
 
     def attention_input(self, x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         from ..reference import numpy_ref

@@ -186,6 +186,8 @@ def gradient_inputs(inputs: Inputs) -> list[str]:
     for name, value in inputs.args.items():
         if isinstance(value, dict):
             names.extend(f"{name}.{k}" for k in value)
+        elif isinstance(value, list):  # a list of parameter dicts (transformer_stack's layers): layers.0.W_Q, ...
+            names.extend(f"{name}.{i}.{k}" for i, layer in enumerate(value) for k in layer)
         elif isinstance(value, np.ndarray) and name != "mask":
             names.append(name)
     return names

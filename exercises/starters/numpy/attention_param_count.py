@@ -1,5 +1,5 @@
 # Starter file generated from exercises/source.yaml by exercises/generate.py.
-"""Exercise 6 (NumPy): Counting attention parameters.
+"""Exercise 7 (NumPy): Counting attention parameters.
 
 How many weights do the attention blocks of a model hold? Each head has four maps, each
 d_model x d_head: the query map W_Q, the key map W_K, and the value map, factored into

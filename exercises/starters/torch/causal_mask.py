@@ -1,5 +1,5 @@
 # Starter file generated from exercises/source.yaml by exercises/generate.py.
-"""Exercise 5 (PyTorch): The causal mask.
+"""Exercise 6 (PyTorch): The causal mask.
 
 A decoder predicts each token from the tokens before it, so position i must not read any
 later position. Before the softmax, the scores of those later positions get -inf added,
