@@ -4,9 +4,11 @@ A case with `time_factor: F` fails a call that takes longer than `max(TIME_FLOOR
 reference's time)` on the same inputs. The learner's time is the grader's own wall-clock time of
 the call (from sending the inputs to reading the result back): learner code cannot change it.
 The reference's time is that of the reference for the call's backend and dtype (NumPy or
-PyTorch, float32 or float64, single-threaded as the worker is), called in the grader process on
-the same inputs; it is measured once per grader process, and twice more (the slowest of the three
-counts) before a call is failed for it, so a noisy machine errs on the learner's side.
+PyTorch, float32 or float64), called in the grader process on the same inputs right after the
+learner's call (so both see the same load); it is measured once per grader process, and twice more
+before a call is failed for it (the fastest run counts: one run slowed by noise must not decide).
+The floor keeps honest vectorised code, whose time is a few times the reference's at most, clear
+of the grader's own overhead (the inputs travel to the case child) and of a busy machine.
 
 Where the time went is diagnostic text only: the case child samples which line of the learner's
 code runs (harness/callexec.py, `_Sampler`) and stops the call itself shortly before the case's
@@ -26,6 +28,8 @@ from .inputs import Inputs
 
 TIME_FLOOR_S = 1.0  # no call fails for speed under this: IPC and a busy machine's noise stay below it
 STOP_MARGIN_S = 0.5  # the child stops a call this long before the case's hard limit, to report
+STOP_MIN_S = 3.0  # ... or once it has run STOP_FACTOR x its allowance, and at least this long
+STOP_FACTOR = 3.0
 REMEASURE = 2  # extra reference runs before a call is failed for speed
 SKIP_ENV = "ATTNSPEC_SKIP_TIMED_CASES"  # "1": drop cases with a time_factor (attnspec's own test suite)
 
@@ -42,9 +46,14 @@ def allowed_seconds(factor: float, reference: float) -> float:
     return max(TIME_FLOOR_S, factor * reference)
 
 
-def stop_after(runner: Any) -> float | None:
-    """Seconds after which the case child stops a call itself (just before the case's hard limit),
-    or None when the runner has no deadline (in-process runs)."""
+def stop_after(runner: Any, case: Any, inputs: Inputs, dtype: str) -> float | None:
+    """Seconds after which the case child stops a call itself, or None when the runner has no
+    deadline (in-process runs). A call that has run STOP_FACTOR x its allowance (at least
+    STOP_MIN_S) is known to fail, so it stops there and the rest of the case's and the submission's
+    time is not spent on it; in any case it stops just before the case's hard limit, so that its
+    samples reach the grader. The allowance here is from the NumPy reference in the call's dtype
+    (measured before the call, once per process; for a NumPy submission it is the verdict's own
+    measurement), which is no faster than the PyTorch one."""
     deadline = getattr(runner, "deadline", None)
     if not isinstance(deadline, (int, float)):
         return None
@@ -52,11 +61,14 @@ def stop_after(runner: Any) -> float | None:
 
     from .runner import WORKER_MARGIN_S
 
-    return round(max(0.1, deadline - WORKER_MARGIN_S - time.monotonic() - STOP_MARGIN_S), 3)
+    hard = deadline - WORKER_MARGIN_S - time.monotonic() - STOP_MARGIN_S
+    reference = reference_seconds(case.exercise, inputs, "numpy", dtype) if dtype in ("float32", "float64") else None
+    soft = max(STOP_MIN_S, STOP_FACTOR * allowed_seconds(case.time_factor, reference)) if reference is not None else hard
+    return round(max(0.1, min(hard, soft)), 3)
 
 
 def reference_seconds(function: str, inputs: Inputs, backend: str, dtype: str, *, runs: int = 1) -> float | None:
-    """The reference's time for one call on these inputs, backend and dtype: the slowest of `runs`
+    """The reference's time for one call on these inputs, backend and dtype: the fastest of `runs`
     measurements (earlier ones are kept per grader process); None if the reference cannot run it."""
     from .runner import InProcessRunner
 
@@ -70,7 +82,7 @@ def reference_seconds(function: str, inputs: Inputs, backend: str, dtype: str, *
         times.append(outcome.duration)
     with _LOCK:
         _REFERENCE[key] = times
-    return max(times[:runs]) if times else None
+    return min(times[:runs]) if times else None
 
 
 def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> None:
@@ -95,7 +107,7 @@ def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> None:
     submission = ctx.submission
     sources = {f.filename: f.text for f in submission.files} if submission is not None else {}
     hot = hotspots(outcome.samples, sources, where=submission.where if submission is not None else None)
-    took = f"did not finish: stopped after {elapsed:.1f} s (the case's time limit)" if stopped else f"took {elapsed:.1f} s"
+    took = f"was stopped after {elapsed:.1f} s without finishing" if stopped else f"took {elapsed:.1f} s"
     slower = f"{'more than ' if stopped else ''}{ratio:,.0f}x slower" if ratio >= 10 else f"{'more than ' if stopped else ''}{ratio:.1f}x slower"
     limit = f"allowed {factor:g}x = {factor * reference:.2g} s, at least {TIME_FLOOR_S:g} s"
     claim = f"{function} {took} on {sizes}, {ctx.dtype}, {ctx.backend} (the reference takes {_secs(reference)}; {limit}): {slower}"

@@ -156,7 +156,7 @@ class CaseContext:
             from .. import timing
 
             start = time.monotonic()
-            outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, stop_after=timing.stop_after(self.runner))
+            outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, stop_after=timing.stop_after(self.runner, self.case, inputs, self.dtype))
             elapsed = time.monotonic() - start
         else:
             outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, grad=grad)
