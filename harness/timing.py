@@ -1,7 +1,7 @@
 """Speed at realistic sizes: a case's `time_factor` bounds each call by the reference's own time.
 
-A case with `time_factor: F` fails a call that takes longer than `max(TIME_FLOOR_S, F x the
-reference's time)` on the same inputs. The learner's time is the grader's own wall-clock time of
+A case with `time_factor: F` fails a call that takes longer than `max(floor, F x the reference's
+time)` on the same inputs, the floor being TIME_FLOOR_S plus TRANSFER_S_PER_MB per MB of inputs. The learner's time is the grader's own wall-clock time of
 the call (from sending the inputs to reading the result back): learner code cannot change it.
 The reference's time is that of the reference for the call's backend and dtype (NumPy or
 PyTorch, float32 or float64), called in the grader process on the same inputs right after the
@@ -27,6 +27,7 @@ from .exercises import EXERCISES, reference_functions
 from .inputs import Inputs
 
 TIME_FLOOR_S = 1.0  # no call fails for speed under this: IPC and a busy machine's noise stay below it
+TRANSFER_S_PER_MB = 0.02  # ... plus this per MB of inputs: the grader's time to pass them to the child (~1 s for a block)
 STOP_MARGIN_S = 0.5  # the child stops a call this long before the case's hard limit, to report
 STOP_MIN_S = 3.0  # ... or once it has run STOP_FACTOR x its allowance, and at least this long
 STOP_FACTOR = 3.0
@@ -42,8 +43,22 @@ def skip_timed_cases() -> bool:
     return os.environ.get(SKIP_ENV, "") == "1"
 
 
-def allowed_seconds(factor: float, reference: float) -> float:
-    return max(TIME_FLOOR_S, factor * reference)
+def floor_seconds(inputs: Inputs) -> float:
+    """TIME_FLOOR_S plus the grader's own time to pass these inputs to the case child and back,
+    which its timing of the call includes (about 1 s for a block at GPT-2-small sizes)."""
+    return TIME_FLOOR_S + TRANSFER_S_PER_MB * input_megabytes(inputs)
+
+
+def input_megabytes(inputs: Inputs) -> float:
+    total = 0
+    for value in inputs.positional():
+        arrays = value.values() if isinstance(value, dict) else [value]
+        total += sum(getattr(a, "size", 0) * 8 for a in arrays)  # sent as float64
+    return total / 1e6
+
+
+def allowed_seconds(factor: float, reference: float, floor: float = TIME_FLOOR_S) -> float:
+    return max(floor, factor * reference)
 
 
 def stop_after(runner: Any, case: Any, inputs: Inputs, dtype: str) -> float | None:
@@ -63,7 +78,7 @@ def stop_after(runner: Any, case: Any, inputs: Inputs, dtype: str) -> float | No
 
     hard = deadline - WORKER_MARGIN_S - time.monotonic() - STOP_MARGIN_S
     reference = reference_seconds(case.exercise, inputs, "numpy", dtype) if dtype in ("float32", "float64") else None
-    soft = max(STOP_MIN_S, STOP_FACTOR * allowed_seconds(case.time_factor, reference)) if reference is not None else hard
+    soft = max(STOP_MIN_S, STOP_FACTOR * allowed_seconds(case.time_factor, reference, floor_seconds(inputs))) if reference is not None else hard
     return round(max(0.1, min(hard, soft)), 3)
 
 
@@ -92,14 +107,15 @@ def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> None:
     factor = ctx.case.time_factor
     function = ctx.case.exercise
     stopped = outcome.stopped is not None and (outcome.error or {}).get("type") == "TimeLimit"
-    if elapsed <= TIME_FLOOR_S and not stopped:
+    floor = floor_seconds(inputs)
+    if elapsed <= floor and not stopped:
         return  # under the floor nothing fails: no reference run needed
     reference = reference_seconds(function, inputs, ctx.backend, ctx.dtype)
     if reference is None:
         return
-    if elapsed > allowed_seconds(factor, reference):
+    if elapsed > allowed_seconds(factor, reference, floor):
         reference = reference_seconds(function, inputs, ctx.backend, ctx.dtype, runs=1 + REMEASURE) or reference
-    allowed = allowed_seconds(factor, reference)
+    allowed = allowed_seconds(factor, reference, floor)
     if elapsed <= allowed and not stopped:
         return
     ratio = elapsed / reference if reference > 0 else float("inf")
@@ -109,13 +125,13 @@ def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> None:
     hot = hotspots(outcome.samples, sources, where=submission.where if submission is not None else None)
     took = f"was stopped after {elapsed:.1f} s without finishing" if stopped else f"took {elapsed:.1f} s"
     slower = f"{'more than ' if stopped else ''}{ratio:,.0f}x slower" if ratio >= 10 else f"{'more than ' if stopped else ''}{ratio:.1f}x slower"
-    limit = f"allowed {factor:g}x = {factor * reference:.2g} s, at least {TIME_FLOOR_S:g} s"
+    limit = f"allowed {factor:g}x = {_secs(factor * reference)}, at least {floor:.2g} s"
     claim = f"{function} {took} on {sizes}, {ctx.dtype}, {ctx.backend} (the reference takes {_secs(reference)}; {limit}): {slower}"
     evidence = {
         "seconds": round(elapsed, 4),
         "reference_seconds": round(reference, 6),
         "factor": factor,
-        "floor": TIME_FLOOR_S,
+        "floor": round(floor, 3),
         "allowed": round(allowed, 4),
         "ratio": round(ratio, 1),
         "stopped": stopped,
