@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import reprlib
+import signal
 import sys
 import time
 import traceback
@@ -17,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .protocol import Call, CallReply, ErrorInfo, OutputDesc, ProtocolError, decode_float64
+from .protocol import Call, CallReply, ErrorInfo, OutputDesc, ProtocolError, Sample, decode_float64
 
 MAX_OUTPUT_ELEMENTS = 8_000_000
 
@@ -472,6 +473,74 @@ def _resolve(api: str) -> tuple[Any, str, Any] | None:
     return None
 
 
+# ---------------------------------------------------------------- where the time goes
+
+SAMPLE_INTERVAL_S = 0.01
+MAX_SAMPLED_LINES = 200
+
+
+class TimeLimit(BaseException):
+    """Raised into learner code by the sampler when a call runs past its `stop_after`, so the
+    case child reports (with its samples) before the zygote's hard kill at the case's deadline."""
+
+
+class _Sampler:
+    """Counts, every SAMPLE_INTERVAL_S of wall time (ITIMER_REAL), which line of the learner's
+    code is running (the innermost frame in a learner file). Diagnostic only: the verdict is the
+    grader's own timing. With `stop_after`, the first tick past it that lands in learner code
+    raises TimeLimit there (once; a submission that swallows it runs on to the hard kill)."""
+
+    def __init__(self, learner_files: set[str], stop_after: float | None):
+        self.files = frozenset(learner_files)
+        self.stop_after = stop_after
+        self.counts: dict[tuple[str, int], int] = {}
+        self.start = 0.0
+        self.armed = False
+        self.stopped: float | None = None
+        self.previous: Any = None
+
+    def begin(self) -> None:
+        try:
+            self.previous = signal.signal(signal.SIGALRM, self._tick)
+        except (ValueError, OSError):  # not the main thread (in-process runs): no sampling
+            return
+        self.start = _perf_counter()
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, SAMPLE_INTERVAL_S, SAMPLE_INTERVAL_S)
+
+    def end(self) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            signal.signal(signal.SIGALRM, self.previous if self.previous is not None else signal.SIG_DFL)
+        except (ValueError, OSError, TypeError):
+            pass
+
+    def _tick(self, signum: int, frame: Any) -> None:
+        if not self.armed:
+            return
+        here = frame
+        while here is not None and here.f_code.co_filename not in self.files:
+            here = here.f_back
+        if here is None:
+            return
+        key = (here.f_code.co_filename, here.f_lineno)
+        if key in self.counts or _len(self.counts) < MAX_SAMPLED_LINES:
+            self.counts[key] = self.counts.get(key, 0) + 1
+        # Raise only where learner code itself runs (never inside our own tracing or library code).
+        if self.stop_after is not None and self.stopped is None and frame.f_code.co_filename in self.files:
+            elapsed = _perf_counter() - self.start
+            if elapsed > self.stop_after:
+                self.stopped = elapsed
+                raise TimeLimit(f"stopped by the grader after {elapsed:.1f} s")
+
+    def samples(self) -> list[dict[str, Any]]:
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        return [{"file": f[:4096], "line": int(line), "count": int(n)} for (f, line), n in ranked]
+
+
 # ---------------------------------------------------------------- the call
 
 
@@ -508,13 +577,18 @@ def execute_call(
     tripwires = Tripwires(call.forbidden, learner_files, getattr(fn, "__globals__", None))
     raised: BaseException | None = None
     value: Any = None
+    sampler = _Sampler(learner_files, call.stop_after) if call.sample else None
     start = _perf_counter()
     tripwires.__enter__()
+    if sampler is not None:
+        sampler.begin()
     try:
         value = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - the capture point: SystemExit and KeyboardInterrupt included
         raised = exc
     finally:
+        if sampler is not None:
+            sampler.end()
         duration = _perf_counter() - start
         tampered = tripwires.intact()
         tripwires.__exit__()
@@ -526,6 +600,9 @@ def execute_call(
         error = ErrorInfo(type=_TYPE_NAME(_type(raised))[:300], message=message, traceback=text[:8000], line=line, file=file)
         tampered = tripwires.intact_after()
     reply = CallReply(status="ok", duration=duration, tripwires=tripwires.final_hits())
+    if sampler is not None:
+        reply.samples = [Sample(**x) for x in sampler.samples()]
+        reply.sample_interval, reply.stopped = SAMPLE_INTERVAL_S, sampler.stopped
     if tampered is not None:
         reply.status, reply.tampered = "corrupted", tampered
         return reply.to_header(), []

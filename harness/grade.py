@@ -409,7 +409,7 @@ def _run_case(
             else:
                 if cs is None:
                     cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden).__enter__()
-                inst, aborted = _run_instance(case, backend, dtype, options, cs, run)
+                inst, aborted = _run_instance(case, backend, dtype, options, cs, run, submission=submission)
                 if aborted:
                     outputs.append(_close_case(cs))
                     cs = None
@@ -510,10 +510,11 @@ def _redact(inst: InstanceResult) -> None:
     inst.details = {k: v for k, v in inst.details.items() if k in ("max_abs_error", "max_rel_error")}
 
 
-def _run_instance(case: Case, backend: str, dtype: str, options: GradeOptions, cs: CaseSession, run: ExerciseRun) -> tuple[InstanceResult, bool]:
+def _run_instance(case: Case, backend: str, dtype: str, options: GradeOptions, cs: CaseSession, run: ExerciseRun, *, submission: Submission | None = None) -> tuple[InstanceResult, bool]:
     """One (case, backend, dtype) in the case's child; returns the result and whether the child died."""
     start = time.monotonic()
     ctx = CaseContext(case, backend, dtype, case.tolerances[dtype], cs, options.limits)
+    ctx.timed, ctx.submission = True, submission  # a case's time_factor applies to learner code (harness/timing.py)
     inst = check_instance(ctx, case)
     exercise = EXERCISES[case.exercise]
     if not exercise.array_inputs:  # integer arguments: no input dtype (and for a plain number, no backend) to report
@@ -588,7 +589,8 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
 
     spec = case.inputs
     assert spec is not None
-    state: dict[str, Any] = {"evaluations": 0, "aborted": None}
+    state: dict[str, Any] = {"evaluations": 0, "aborted": None, "slow": None}
+    shrink = shrink and case.time_factor is None  # realistic sizes: a failure is reported as drawn, not shrunk
     budget = case.examples + SHRINK_CALL_BUDGET
 
     def make(drawn: tuple[dict[str, int], int]) -> Inputs:
@@ -597,14 +599,16 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         return _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype))
 
     def fails(drawn: tuple[dict[str, int], int]) -> bool:
-        if state["aborted"] is not None:
-            return True  # the case's process is gone: the same verdict every time (never 'flaky')
+        if state["aborted"] is not None or state["slow"] is not None:
+            return True  # the case's process is gone, or a call was too slow: no more calls
         if state["evaluations"] >= budget:
             return False
         state["evaluations"] += 1
         try:
             prop.check(ctx, make(drawn))
-        except Failed:
+        except Failed as exc:
+            if exc.failure.get("kind") == "slow":
+                state["slow"] = (exc, drawn)
             return True
         except CaseAborted as exc:
             state["aborted"] = (exc, drawn)
@@ -631,6 +635,9 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
     if state["aborted"] is not None:
         exc, drawn = state["aborted"]
         return _aborted(ctx, case, exc, make(drawn).label())
+    if state["slow"] is not None:  # reported on the example it happened on (a rerun would cost as much again)
+        slow, drawn = state["slow"]
+        return InstanceResult(ctx.backend, ctx.dtype, slow.kind, slow.message, slow.likely, example=make(drawn).label(), details=slow.details, failure=slow.failure)
     inputs = make(minimal)
     ctx.recording = True
     try:

@@ -23,6 +23,7 @@ from .exercises import BACKENDS, EXERCISES, TORCH_ONLY_DTYPES
 from .inputs import generate_inputs, literal_inputs, literal_problems, shape_problems
 from .plugins import HINT as PLUGIN_HINT
 from .properties import PROPERTIES
+from .timing import skip_timed_cases
 from .specmodel import SPEC_VERSIONS, Case, ForbiddenCall, InputSpec, Location, Rules, Spec, SpecFile, Tolerance, Withheld
 from .schemawords import case_prefix, schema_problems
 from .yamlpos import YamlDocument, load_yaml
@@ -134,6 +135,8 @@ def check_spec(extra: list[str] | None = None, *, builtin: bool = True, override
                 rules[prev.exercise] = Rules(prev.exercise, prev.points, prev.forbidden + loaded.rules.forbidden, prev.source)
     if problems:
         return None, sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message))
+    if skip_timed_cases():  # attnspec's own test suite: realistic-size cases only where a test asks
+        cases = [c for c in cases if c.time_factor is None]
     spec = Spec(tuple(files), tuple(cases), rules, tuple(withheld))
     if overrides:  # a course's overrides file (harness/overrides.py), applied over the loaded spec
         from .overrides import apply_overrides
@@ -286,6 +289,7 @@ class _FileLoader:
             examples=int(raw.get("examples", defaults.get("examples", DEFAULT_EXAMPLES))),
             source=Location(self.doc.path, line),
             allow_degenerate_shapes=raw.get("allow_degenerate_shapes"),
+            time_factor=float(raw["time_factor"]) if "time_factor" in raw else None,
         )
         if prop.validate is not None:
             try:

@@ -349,6 +349,15 @@ class Hit:
 
 
 @dataclass
+class Sample:
+    """How many of the time samples of a call landed on one line of the learner's code."""
+
+    file: str = bounded(4096)
+    line: int = 0
+    count: int = 0
+
+
+@dataclass
 class ErrorInfo:
     type: str = bounded(300)
     message: str = ""
@@ -511,6 +520,8 @@ class Call(Message):
     forbidden: list[str] = bounded(200, default_factory=list)
     grad: GradSpec | None = None
     check_mutation: bool = True
+    sample: bool = False  # sample where the learner's code spends its time (harness/timing.py)
+    stop_after: float | None = None  # with `sample`: stop the call itself after this many seconds
 
 
 CALL_STATUSES = ("ok", "raised", "timeout", "crashed", "worker_lost", "output_limit", "corrupted")
@@ -534,6 +545,9 @@ class CallReply(Message):
     output_exceeded: int | None = None
     output_limit: int | None = None
     tampered: str | None = None
+    samples: list[Sample] = bounded(200, default_factory=list)
+    sample_interval: float | None = None
+    stopped: float | None = None  # the call stopped itself after this many seconds (Call.stop_after)
 
 
 @dataclass

@@ -126,6 +126,9 @@ class CallOutcome:
     tripwires: list[dict[str, Any]] = field(default_factory=list)
     duration: float = 0.0
     limit: float | None = None  # timeout: the case's own time limit (s) that was exceeded
+    samples: list[dict[str, Any]] = field(default_factory=list)  # where the learner's time went (diagnostic only)
+    sample_interval: float | None = None
+    stopped: float | None = None  # the call stopped itself after this many seconds (its `stop_after`)
 
     @property
     def ok(self) -> bool:
@@ -183,6 +186,7 @@ def decode_outcome(reply: dict[str, Any], buffers: list[bytes]) -> CallOutcome:
         return CallOutcome(status="corrupted", detail=corrupted(str(exc)), duration=msg.duration)
     outcome.grad_error = msg.grad_error
     outcome.grad_missing = list(msg.grad_missing)
+    outcome.samples, outcome.sample_interval, outcome.stopped = [_plain_dict(x) for x in msg.samples], msg.sample_interval, msg.stopped
     if msg.output_exceeded:
         outcome.status = "output_limit"
         # The capture file stops growing just past the limit, so its size says nothing more.
@@ -203,7 +207,9 @@ class GradRequest:
     cotangent: np.ndarray
 
 
-def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype: str, grad: GradRequest | None, forbidden: list[str]) -> tuple[dict[str, Any], list[bytes]]:
+def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype: str, grad: GradRequest | None, forbidden: list[str], stop_after: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
+    """The call message; `stop_after` (seconds) asks the child to sample where the time goes and
+    to stop the call itself after that long (harness/timing.py)."""
     buffers: list[bytes] = []
     contract = FUNCTIONS[function]
     values = inputs.positional() if isinstance(inputs, Inputs) else list(inputs)
@@ -215,6 +221,8 @@ def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype:
         args=[encode_input(v, buffers) for v in values],
         forbidden=list(forbidden),
     )
+    if stop_after is not None:
+        message.sample, message.stop_after = True, stop_after
     if grad is not None:
         message.grad = GradSpec(wrt=list(grad.wrt), cotangent=encode_input(grad.cotangent, buffers))
     return message.to_header(), buffers
@@ -223,7 +231,7 @@ def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype:
 class CaseRunner(Protocol):
     """What a property needs: call a function of the submission within one case."""
 
-    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome: ...
+    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None, stop_after: float | None = None) -> CallOutcome: ...
 
 
 # ---------------------------------------------------------------- worker processes
@@ -626,10 +634,10 @@ class CaseSession:
         self.lost = self.session.watchdog.message if self.session.watchdog.expired else why
         self.session.kill()
 
-    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome:
+    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None, stop_after: float | None = None) -> CallOutcome:
         if self.lost:
             return CallOutcome(status="worker_lost", detail=self.lost)
-        header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden)
+        header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden, stop_after)
         sock = self.session.sock
         try:
             send(sock.fileno(), header, buffers)
@@ -670,7 +678,7 @@ class InProcessRunner:
         self.functions = functions
         self.forbidden = forbidden or []
 
-    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None) -> CallOutcome:
+    def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None, stop_after: float | None = None) -> CallOutcome:
         fn = self.functions.get(function)
         if fn is None:
             return CallOutcome(status="raised", error={"type": "NameError", "message": f"{function} is not defined", "traceback": "", "line": None})

@@ -78,6 +78,7 @@ class Case:
     examples: int
     source: Location
     allow_degenerate_shapes: str | None = None
+    time_factor: float | None = None  # each call may take at most this many times the reference's time (harness/timing.py)
 
     @builtins.property
     def hidden(self) -> bool:

@@ -8,6 +8,7 @@ grammar (got, expected, call, likely cause) when the submission breaks the prope
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -143,6 +144,8 @@ class CaseContext:
     recording: bool = True
     calls: int = 0
     aborted: bool = False  # the case's process died (timeout, crash): later calls cannot run
+    timed: bool = False  # a learner's run: calls of a case with a time_factor are timed (harness/timing.py)
+    submission: Any = None  # the Submission (its sources, for where the time went)
 
     @property
     def exercise(self) -> str:
@@ -154,7 +157,15 @@ class CaseContext:
 
     def call(self, inputs: Inputs | list[Any], *, function: str | None = None, grad: GradRequest | None = None) -> CallOutcome:
         function = function or self.case.exercise
-        outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, grad=grad)
+        timed = self.timed and self.case.time_factor is not None and grad is None and function == self.case.exercise and isinstance(inputs, Inputs)
+        if timed:
+            from .. import timing
+
+            start = time.monotonic()
+            outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, stop_after=timing.stop_after(self.runner, self.case, inputs, self.dtype))
+            elapsed = time.monotonic() - start
+        else:
+            outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, grad=grad)
         self.calls += 1
         for hit in outcome.tripwires:
             if hit not in self.tripwires:
@@ -169,6 +180,8 @@ class CaseContext:
         if outcome.fatal:
             self.aborted = True
             raise CaseAborted(outcome)
+        if timed:
+            timing.check_speed(self, inputs, outcome, elapsed)
         return outcome
 
     def call_ok(self, inputs: Inputs) -> tuple[CallOutcome, str]:

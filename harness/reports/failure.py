@@ -22,6 +22,7 @@ HIDDEN_TEXT = {
     "grad_error": "gradients could not be computed",
     "gradient": "a gradient is wrong",
     "causal_mask": "causal_mask returns a wrong mask",
+    "slow": "the function was too slow at realistic sizes",
 }
 
 
