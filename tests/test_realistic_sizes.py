@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from attnspec import timing
+from attnspec.exercises import EXERCISES
 from attnspec.grade import GradeOptions, grade
 from attnspec.loader import load_spec
 from attnspec.protocol import CallReply
@@ -25,7 +26,9 @@ def realistic(monkeypatch):
 
 def test_every_exercise_has_realistic_timed_cases_at_gpt2_small_sizes(realistic):
     timed = [c for c in realistic.cases if c.time_factor is not None]
-    assert {c.exercise for c in timed} >= {"manual_attention", "multi_head_attention", "transformer_block", "post_norm_block"}
+    on_arrays = {e.name for e in EXERCISES.values() if e.array_inputs}  # (causal_mask and the count take ints)
+    assert on_arrays >= {"manual_attention", "multi_head_attention", "transformer_block", "post_norm_block", "transformer_stack"}
+    assert {c.exercise for c in timed} == on_arrays
     for case in timed:
         shapes = case.inputs.shapes
         assert shapes["batch"] == 2 and shapes.get("n_heads") == 12, case.id
@@ -91,3 +94,13 @@ def test_the_reply_carries_samples_within_bounds():
     reply = CallReply.parse({"status": "ok", "samples": [{"file": "s.py", "line": 3, "count": 2}], "sample_interval": 0.01, "stopped": 1.5})
     assert reply.samples[0].line == 3 and reply.stopped == 1.5
     assert math.isclose(timing.allowed_seconds(20, 0.01), timing.TIME_FLOOR_S)
+
+
+def test_a_vectorised_stack_passes_its_realistic_case(realistic, tmp_path):
+    from test_transformer_stack import _BLOCK, CORRECT_LOOP
+
+    path = tmp_path / "stack.py"
+    path.write_text(_BLOCK + "\n\ndef transformer_stack(x, layers, n_heads, mask=None):\n" + CORRECT_LOOP + "\n")
+    result = grade(str(path), realistic, GradeOptions(case_ids=("stack.realistic.causal",), exercises=("transformer_stack",)))
+    (case,) = [c for e in result.exercises for c in e.cases]
+    assert case.case_id == "stack.realistic.causal" and case.passed, case.message
