@@ -49,6 +49,13 @@ from .protocol import (
 )
 
 WORKER_MARGIN_S = 5.0
+#: Every case runs in a child forked from a process holding numpy and torch (~150 MB of heap), and
+#: forking and ending such a child costs time in proportion to the pages its page tables map. With
+#: the heap in transparent huge pages (2 MiB each) both cost about a third: glibc's malloc asks for
+#: them (hugetlb=1: madvise, used where the kernel's THP mode allows it), and Python's small objects
+#: go through malloc rather than obmalloc's own 1 MiB arenas. Nothing else changes for the code
+#: that runs there. bench/bench_fork.py measures it.
+FORK_FRIENDLY_MEMORY = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "PYTHONMALLOC": "malloc"}
 WATCHDOG_MARGIN_S = 5.0
 
 
@@ -239,6 +246,7 @@ class WorkerPool:
         self._log = tempfile.TemporaryFile()
         env = dict(os.environ)
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        env.update(FORK_FRIENDLY_MEMORY)
         env.pop("PYTHONSTARTUP", None)
         self._cwd = tempfile.TemporaryDirectory(prefix="attnspec-worker-")
         try:
