@@ -290,25 +290,45 @@ def _run_cases(
 ) -> None:
     """Run the cases, one per worker at a time, and merge their results in spec order (so the
     report does not depend on which worker finished first)."""
-    idle: queue.Queue[WorkerSession] = queue.Queue()
-    for each in sessions:
-        idle.put(each)
+    todo: queue.Queue[tuple[int, Case]] = queue.Queue()
+    for item in enumerate(cases):
+        todo.put(item)
+    finished: list[Any] = [None] * len(cases)
 
-    def one_case(case: Case) -> tuple[CaseResult, ExerciseRun]:
-        session = idle.get()
-        try:
+    def serve(session: WorkerSession) -> None:  # each worker takes the next case as soon as it is free
+        while True:
+            try:
+                index, case = todo.get_nowait()
+            except queue.Empty:
+                return
             part = ExerciseRun(run.result)
-            return _run_case(case, backends, options, submission, session, part, deadline, forbidden), part
-        finally:
-            idle.put(session)
+            finished[index] = (_run_case(case, backends, options, submission, session, part, deadline, forbidden), part)
 
-    with ThreadPoolExecutor(max_workers=len(sessions)) as executor:
-        finished = list(executor.map(one_case, cases))
+    for future in [_case_threads(len(sessions)).submit(serve, each) for each in sessions]:
+        future.result()
     for case_result, part in finished:
         run.result.cases.append(case_result)
         run.evidence.extend(part.evidence)
         run.passed_evidence.extend(part.passed_evidence)
         run.tripwires.extend(t for t in part.tripwires if t not in run.tripwires)
+
+
+_THREADS: tuple[int, ThreadPoolExecutor] | None = None
+_THREADS_LOCK = threading.Lock()
+
+
+def _case_threads(count: int) -> ThreadPoolExecutor:
+    """The threads that run cases, kept for the life of this process (a class run's grader uses
+    them for every submission): Hypothesis prepares each new thread once, with a full garbage
+    collection (~50 ms in a grader process), which a fresh thread per exercise paid every time.
+    Threads are started as needed (an idle one is reused first), up to `count` or 8."""
+    global _THREADS
+    with _THREADS_LOCK:
+        if _THREADS is None or _THREADS[0] != os.getpid() or _THREADS[1]._max_workers < count:  # a forked process has no threads
+            if _THREADS is not None and _THREADS[0] == os.getpid():
+                _THREADS[1].shutdown(wait=False)
+            _THREADS = (os.getpid(), ThreadPoolExecutor(max_workers=max(count, 8), thread_name_prefix="attnspec-case"))
+        return _THREADS[1]
 
 
 def _missing_message(exercise: str, submission: Submission, static: StaticReport) -> str:
