@@ -96,19 +96,19 @@ _STATE: dict[str, Any] = {}
 
 
 def start_pools(count: int, preload_torch: bool, sandbox: str = "none", hide: list[str] | None = None) -> list[Any]:
-    """One worker pool per grader process, started first thing, so their interpreter start and
-    torch import overlap with our own imports and the spec's loading (each grader process takes
-    one when it is forked)."""
+    """One worker pool per grader process, started first thing, so the interpreter start and torch
+    import overlap with our own imports and the spec's loading (each grader process takes one when
+    it is forked). One master worker is started; the others are forked from it once it has
+    imported torch, so a run pays for one start and one import whatever the number of jobs."""
     from .runner import WorkerPool
 
-    pools = [WorkerPool(sandbox, hide or []) for _ in range(max(1, count))]
+    first = WorkerPool(sandbox, hide or [])
     if preload_torch:
         from .grade import torch_available
 
         if torch_available():
-            for pool in pools:
-                pool.preload(["torch"])
-    return pools
+            first.preload(["torch"])
+    return [first] + [first.fork() for _ in range(max(1, count) - 1)]
 
 
 def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool, pools: list[Any] | None = None, counter: Any = None) -> None:

@@ -268,6 +268,8 @@ class WorkerPool:
         self._preloading: list[str] = []
         self.preloaded: dict[str, str | None] = {}
         self._hide: list[str] = [str(p) for p in hide]
+        self._owner = True  # started the master (a fork() copy shares its log and folder)
+        self._level, self._forks = sandbox_level, 0
         self._sandbox: dict[str, Any] | None = sandbox.describe("none", []) if sandbox_level == "none" else None
         if self._sandbox is None:  # probed once per run, while the grader loads the spec
             root = os.path.join(self._cwd.name, "root")
@@ -275,6 +277,36 @@ class WorkerPool:
             self._root = root
             hidden = sandbox.plan([], root, self._hide)["hide"]  # the first sandbox is built with the probe
             self._request({"op": "probe", "level": sandbox_level, "root": root, "hide": hidden}, "probed")
+
+    def fork(self) -> "WorkerPool":
+        """Another pool for another grader process, served by a copy of this master forked once it
+        has done what was asked before (torch's import among them): no second interpreter start,
+        no second torch import. Returns at once; the copy answers as a fresh master would."""
+        other = WorkerPool.__new__(WorkerPool)
+        other._sock, theirs = socket.socketpair()
+        other._log = os.fdopen(os.dup(self._log.fileno()), "rb")  # the copy writes to the same log
+        other._cwd, other._proc, other._owner = self._cwd, None, False
+        other._pending, other._lock, other._preloading, other.preloaded = [], threading.Lock(), [], {}
+        with self._lock:
+            other._hide = list(self._hide)
+            other._sandbox = sandbox.describe("none", []) if self._level == "none" else None
+            header: dict[str, Any] = {"op": "fork"}
+            if other._sandbox is None:  # its own mount point for the new roots, and the probe's answer
+                self._forks += 1
+                other._root = os.path.join(self._cwd.name, f"root{self._forks}")
+                os.mkdir(other._root)
+                header.update(level=self._level, root=other._root, hide=sandbox.plan([], other._root, other._hide)["hide"])
+                other._pending.append("probed")
+            other._level, other._forks = self._level, 0
+            try:
+                send(self._sock.fileno(), header)
+                socket.send_fds(self._sock, [b"F"], [theirs.fileno()])
+            except OSError:
+                other._sock.close()
+                raise WorkerError(self._death_message()) from None
+            finally:
+                theirs.close()
+        return other
 
     def _request(self, header: dict[str, Any], reply_op: str) -> None:
         try:
@@ -372,12 +404,14 @@ class WorkerPool:
         except OSError:
             pass
         self._sock.close()
+        self._log.close()
+        if not self._owner:
+            return  # a forked master is not our child: it exits on 'shutdown' (or when the socket closes)
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        self._log.close()
         self._cwd.cleanup()
 
     def __enter__(self) -> "WorkerPool":

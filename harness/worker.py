@@ -46,10 +46,12 @@ MAX_CHUNK_ERRORS = 200
 # ---------------------------------------------------------------- master
 
 
-def master_main(fd: int) -> None:
+def master_main(fd: int, probed: dict[str, Any] | None = None, prebuild: dict[str, Any] | None = None) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped automatically
     spawner = sandbox.Spawner()
+    if prebuild is not None:
+        spawner.prebuild(prebuild, _serve_zygote)
     while True:
         try:
             header, _ = recv(fd)
@@ -58,6 +60,7 @@ def master_main(fd: int) -> None:
         op = header.get("op")
         if op == "preload":
             errors = {}
+            before = set(sys.modules)
             for module in header.get("modules", []):
                 try:
                     if module == "torch":
@@ -67,11 +70,14 @@ def master_main(fd: int) -> None:
                 except Exception as exc:  # noqa: BLE001 - reported to the grader as "backend unavailable"
                     errors[module] = f"{type(exc).__name__}: {exc}"
             send(fd, {"op": "preloaded", "errors": errors})
-            spawner.rebuild(_serve_zygote)  # a sandbox built before the import would import torch again
+            if set(sys.modules) - before:
+                spawner.rebuild(_serve_zygote)  # a sandbox built before the import would import torch again
         elif op == "probe":
-            info = spawner.probe(str(header.get("level")), str(header.get("root")))
-            send(fd, {"op": "probed", "sandbox": info})
-            spawner.prebuild({"features": info["features"], "root": header.get("root"), "hide": header.get("hide", [])}, _serve_zygote)
+            probed = spawner.probe(str(header.get("level")), str(header.get("root")))
+            send(fd, {"op": "probed", "sandbox": probed})
+            spawner.prebuild({"features": probed["features"], "root": header.get("root"), "hide": header.get("hide", [])}, _serve_zygote)
+        elif op == "fork":
+            _fork_master(sock, header, probed, spawner)
         elif op == "spawn":
             _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             if not fds:
@@ -82,6 +88,33 @@ def master_main(fd: int) -> None:
                 spawner.prebuild(header["sandbox"], _serve_zygote)  # the next submission's, while this one loads
         elif op == "shutdown":
             os._exit(0)
+
+
+def _fork_master(sock: socket.socket, header: dict[str, Any], probed: dict[str, Any] | None, spawner: sandbox.Spawner) -> None:
+    """Another master for another grader process (a class run with -j N), forked from this one
+    with what it imported (torch): one interpreter start and one torch import for the whole run.
+    It serves the socket the grader just passed us and answers as a fresh master would (the probe's
+    result, then its first sandbox built ahead); the sandbox built ahead here stays ours."""
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        return  # the grader sees the new socket closed: that pool reports a lost worker
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1  # no second master: the same as above
+    if pid == 0:
+        try:
+            spawner.forget()
+            sock.close()
+            if header.get("root") is not None:  # a sandbox level was asked for: answer as the probe would
+                info = probed or sandbox.describe(str(header.get("level")), [], "the probe gave no answer")
+                send(fds[0], {"op": "probed", "sandbox": info})
+                master_main(fds[0], info, prebuild={"features": info["features"], "root": header["root"], "hide": header.get("hide", [])})
+            else:
+                master_main(fds[0])
+        finally:
+            os._exit(0)
+    os.close(fds[0])
 
 
 def _serve_zygote(fd: int) -> None:
