@@ -598,8 +598,14 @@ def _memo_inputs(key: tuple[Any, ...], build: Any) -> Inputs | None:
 
 
 def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:
-    """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure."""
-    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+    """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure.
+
+    Until an example fails, what Hypothesis draws does not depend on the function graded: the
+    examples are drawn once per process and case (`_drawn_examples`) and each submission's are
+    checked in that order. Only when one fails does Hypothesis run for this submission, to shrink;
+    it draws the same examples first, and those already checked are answered from their results,
+    so the function is called exactly as if Hypothesis had run from the start."""
+    from hypothesis import find
     from hypothesis.errors import NoSuchExample
 
     spec = case.inputs
@@ -612,7 +618,7 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         key = ("drawn", case.exercise, repr(spec), tuple(sorted(dims.items())), seed, ctx.dtype)
         return _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype))
 
-    def fails(drawn: tuple[dict[str, int], int]) -> bool:
+    def evaluate(drawn: tuple[dict[str, int], int]) -> bool:
         if state["aborted"] is not None:
             return True  # the case's process is gone: the same verdict every time (never 'flaky')
         if state["evaluations"] >= budget:
@@ -628,16 +634,42 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         return False
 
     ctx.recording = False
-    quiet = settings(
-        max_examples=case.examples,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        verbosity=Verbosity.quiet,
-    )
     try:
-        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=quiet, random=Random(spec.seed))
+        examples: list[Any] | None = _drawn_examples(case, shrink)
+    except Exception:  # noqa: BLE001 - Hypothesis cannot draw for this case: the search below meets the same problem, as it always did
+        examples = None
+    checked: list[tuple[Any, bool | Exception]] = []  # (drawn, whether it failed, or what the check raised)
+    for drawn in examples or []:
+        try:
+            failed = evaluate(drawn)
+        except Exception as exc:  # noqa: BLE001 - re-raised below at the same example, where Hypothesis handles it as it would have
+            checked.append((drawn, exc))
+            break
+        checked.append((drawn, failed))
+        if failed:
+            break
+    else:
+        if examples is not None:
+            return InstanceResult(ctx.backend, ctx.dtype, "passed")
+    if state["aborted"] is not None:  # Hypothesis would only get True from here on, and call nothing more
+        exc, drawn = state["aborted"]
+        return _aborted(ctx, case, exc, make(drawn).label())
+    replayed = {"next": 0}
+
+    def fails(drawn: tuple[dict[str, int], int]) -> bool:
+        i = replayed["next"]
+        if 0 <= i < len(checked):  # the examples already checked, drawn again in the same order
+            known, outcome = checked[i]
+            if known == drawn:
+                replayed["next"] = i + 1
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return outcome
+            replayed["next"] = -1  # (never expected: Hypothesis drew something else; from here on, check for real)
+        return evaluate(drawn)
+
+    try:
+        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=_drawn_settings(case, shrink), random=Random(spec.seed))
     except NoSuchExample:
         if state["aborted"] is None:
             return InstanceResult(ctx.backend, ctx.dtype, "passed")
@@ -657,6 +689,51 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         return _aborted(ctx, case, exc, inputs.label())
     message = "the submission failed this example once and passed it when rerun: its output is not deterministic"
     return InstanceResult(ctx.backend, ctx.dtype, "error", message, example=inputs.label(), failure={"kind": "nondeterministic", "outcome": "error", "claim": message, "hints": [], "claim_hidden": message})
+
+
+_EXAMPLES: dict[tuple[str, bool], list[Any]] = {}
+_EXAMPLES_LOCK = threading.Lock()
+
+
+def _drawn_settings(case: Case, shrink: bool) -> Any:
+    from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+    return settings(
+        max_examples=case.examples,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )
+
+
+def _drawn_examples(case: Case, shrink: bool) -> list[Any]:
+    """The (dims, seed) examples Hypothesis draws for this case while none fails, in order: the
+    same for every submission (seeded, no example database), so drawn once per process and case
+    (a class run draws them before its grader processes are forked)."""
+    from hypothesis import find
+    from hypothesis.errors import NoSuchExample
+
+    key = (repr(case), shrink)
+    with _EXAMPLES_LOCK:
+        hit = _EXAMPLES.get(key)
+    if hit is not None:
+        return hit
+    assert case.inputs is not None
+    drawn: list[Any] = []
+
+    def record(example: Any) -> bool:
+        drawn.append(copy.deepcopy(example))
+        return False
+
+    try:
+        find(shapes_strategy(case.exercise, case.inputs, PROPERTIES[case.property].fixed_dims), record, settings=_drawn_settings(case, shrink), random=Random(case.inputs.seed))
+    except NoSuchExample:
+        pass
+    with _EXAMPLES_LOCK:
+        _EXAMPLES[key] = drawn
+    return drawn
 
 
 # ---------------------------------------------------------------- implementation rules
