@@ -256,9 +256,10 @@ def run_class(
 
 def warm_up(spec: Any, options: Any) -> None:
     """Work every grader process would repeat, done once before they are forked: Hypothesis'
-    import, the reference's time per case (case limits) and the inputs it builds (memoized)."""
+    import, the examples it draws for each drawn case, the reference's time per case (case
+    limits) and the inputs it builds (memoized)."""
     from .exercises import EXERCISES
-    from .grade import _cases_for, reference_time
+    from .grade import _cases_for, _drawn_examples, reference_time
 
     scope = options.exercises or tuple(EXERCISES)
     try:
@@ -266,6 +267,8 @@ def warm_up(spec: Any, options: Any) -> None:
 
         for exercise in scope:
             for case in _cases_for(spec, exercise, options):
+                if case.inputs is not None and case.inputs.is_drawn:
+                    _drawn_examples(case, True)
                 if options.limits.case_factor > 0:
                     reference_time(case)
     except Exception:  # noqa: BLE001 - a warm-up problem only costs speed; grading reports any real one
