@@ -586,6 +586,22 @@ class Cloned(Message):
     error: str | None = None
 
 
+def _prepare(tp: Any) -> None:
+    """Look up a message class's fields and types now, at import: a case child is forked from a
+    worker that imported this module, so its first message does not pay for typing's reflection."""
+    origin, args = _origin_args(tp)
+    for each in args:
+        _prepare(each)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and tp not in _HINTS:
+        _fields(tp)
+        for hint in _hints(tp).values():
+            _prepare(hint)
+
+
+for _message in [c for c in list(globals().values()) if isinstance(c, type) and dataclasses.is_dataclass(c)]:
+    _prepare(_message)
+
+
 def corrupted(why: str) -> str:
     """The plain verdict for a worker whose messages cannot be believed."""
     return f"the submission corrupted the worker ({why})"
