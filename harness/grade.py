@@ -302,7 +302,7 @@ def _run_cases(
             except queue.Empty:
                 return
             part = ExerciseRun(run.result)
-            finished[index] = (_run_case(case, backends, options, submission, session, part, deadline, forbidden), part)
+            finished[index] = (_run_case(case, backends, options, submission, session, part, deadline, forbidden, last=todo.empty()), part)
 
     for future in [_case_threads(len(sessions)).submit(serve, each) for each in sessions]:
         future.result()
@@ -395,7 +395,7 @@ def _not_implemented_where(error: dict[str, Any], fn_static: Any) -> str:
 
 
 def _run_case(
-    case: Case, backends: list[str], options: GradeOptions, submission: Submission, session: WorkerSession, run: ExerciseRun, deadline: float, forbidden: list[str]
+    case: Case, backends: list[str], options: GradeOptions, submission: Submission, session: WorkerSession, run: ExerciseRun, deadline: float, forbidden: list[str], *, last: bool = False
 ) -> CaseResult:
     prop = PROPERTIES[case.property]
     hidden = case.hidden and not options.show_hidden
@@ -426,7 +426,7 @@ def _run_case(
                 skipped += 1
             else:
                 if cs is None:
-                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden).__enter__()
+                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden, last=last).__enter__()
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run)
                 if aborted:
                     outputs.append(_close_case(cs))

@@ -566,6 +566,7 @@ class CallReply(Message):
 @dataclass
 class CaseEnd(Message):
     OP: ClassVar[str] = "case_end"
+    spare: bool = True  # False: no case follows soon, so no spare child is forked ahead
 
 
 @dataclass

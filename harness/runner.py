@@ -31,6 +31,7 @@ from .inputs import Inputs
 from .protocol import (
     Call,
     CallReply,
+    CaseEnd,
     CaseEnded,
     CorruptMessage,
     GradSpec,
@@ -633,18 +634,20 @@ class WorkerSession:
             self.watchdog.cancel()
         self.init = None
 
-    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "CaseSession":
+    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None, *, last: bool = False) -> "CaseSession":
+        """`last`: no other case follows soon on this zygote (it then forks no spare child ahead)."""
         if self.sock is None:
             self.restarts += 1
             self.start()
-        return CaseSession(self, case_id, timeout, forbidden or [])
+        return CaseSession(self, case_id, timeout, forbidden or [], last)
 
 
 class CaseSession:
     """One case in its own child process. Use as a context manager; `captured` holds its prints."""
 
-    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str]):
+    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str], last: bool = False):
         self.session = session
+        self.last = last
         self.case_id = case_id
         self.timeout = timeout
         self.forbidden = forbidden
@@ -695,7 +698,7 @@ class CaseSession:
         if self.lost or s.sock is None:
             return
         try:
-            send(s.sock.fileno(), {"op": "case_end"})
+            send(s.sock.fileno(), CaseEnd(spare=not self.last))
             reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S)
             self.captured = captured_output(reply)
         except (ProtocolError, Timeout, OSError):

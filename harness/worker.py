@@ -271,7 +271,7 @@ class Zygote:
                 send(self.fd, reply, out)
             elif op == "case_end":
                 send(self.fd, self.case_end())
-                self._after_case()
+                self._after_case(spare=header.get("spare") is not False)
             elif op == "clone":
                 self.clone()
             elif op == "shutdown":
@@ -592,9 +592,10 @@ class Zygote:
         self.child = self.child_sock = self.child_out = self.child_trace = None
         return {"op": "case_ended", "output": output}
 
-    def _after_case(self) -> None:
+    def _after_case(self, spare: bool = True) -> None:
         """Kill the finished child (its output is complete: it flushes before each reply), reap it
-        later, and fork the next spare while the grader checks the results."""
+        later, and fork the next spare while the grader checks the results (unless the grader said
+        no case follows: a case asked for later forks its child then)."""
         pid, sock, out, trace = self.finished
         self.finished = (None, None, None, None)
         if pid is not None:
@@ -606,7 +607,8 @@ class Zygote:
         for f in (sock, out, trace):
             if f is not None:
                 f.close()
-        self._prepare_spare()
+        if spare:
+            self._prepare_spare()
 
 
 def _close_other_sockets(keep: int) -> None:
