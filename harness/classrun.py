@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -207,7 +208,7 @@ def run_class(
     for s in previous:
         signal.signal(s, stop)
     if spec is not None:
-        warm_up(spec, options)
+        warm_up(spec, options, named_exercises([entries[i] for i in todo]))
     executor = ProcessPoolExecutor(
         max_workers=max(1, min(jobs, len(todo))),
         mp_context=multiprocessing.get_context("fork"),
@@ -254,14 +255,36 @@ def run_class(
     return run
 
 
-def warm_up(spec: Any, options: Any) -> None:
+def named_exercises(entries: list[ClassEntry]) -> tuple[str, ...]:
+    """The exercises whose names appear in the entries' files (a text search that never runs the
+    code): what a class run is likely to grade, so what is worth preparing before it starts."""
+    from .exercises import EXERCISES
+
+    found: set[str] = set()
+    for entry in entries:
+        if entry.error is not None or entry.path is None:
+            continue  # refused by the layout (a FIFO, a device...): never opened
+        for path in [entry.path, *entry.companions]:
+            try:
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    continue
+                with open(path, "rb") as f:
+                    text = f.read(4 << 20)
+            except OSError:
+                continue
+            found.update(e for e in EXERCISES if e.encode() in text)
+    return tuple(e for e in EXERCISES if e in found)
+
+
+def warm_up(spec: Any, options: Any, exercises: tuple[str, ...] | None = None) -> None:
     """Work every grader process would repeat, done once before they are forked: Hypothesis'
     import, the examples it draws for each drawn case, the reference's time per case (case
-    limits) and the inputs it builds (memoized)."""
+    limits) and the inputs it builds (memoized). For `exercises` (default: all), within
+    --exercise; whatever is not prepared here, a grader process prepares when it needs it."""
     from .exercises import EXERCISES
     from .grade import _cases_for, _drawn_examples, reference_time
 
-    scope = options.exercises or tuple(EXERCISES)
+    scope = tuple(e for e in (options.exercises or tuple(EXERCISES)) if exercises is None or e in exercises)
     try:
         import hypothesis  # noqa: F401
 
