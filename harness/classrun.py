@@ -100,7 +100,8 @@ def start_pools(count: int, preload_torch: bool, sandbox: str = "none", hide: li
     """One worker pool per grader process, started first thing, so the interpreter start and torch
     import overlap with our own imports and the spec's loading (each grader process takes one when
     it is forked). One master worker is started; the others are forked from it once it has
-    imported torch, so a run pays for one start and one import whatever the number of jobs."""
+    imported torch (and put its heap in huge pages), so a run pays for one start and one import
+    whatever the number of jobs."""
     from .runner import WorkerPool
 
     first = WorkerPool(sandbox, hide or [])
@@ -109,6 +110,7 @@ def start_pools(count: int, preload_torch: bool, sandbox: str = "none", hide: li
 
         if torch_available():
             first.preload(["torch"])
+    first.compact()  # a class forks hundreds of processes from it: huge pages make each cheaper
     return [first] + [first.fork() for _ in range(max(1, count) - 1)]
 
 

@@ -50,13 +50,6 @@ from .protocol import (
 )
 
 WORKER_MARGIN_S = 5.0
-#: Every case runs in a child forked from a process holding numpy and torch (~150 MB of heap), and
-#: forking and ending such a child costs time in proportion to the pages its page tables map. With
-#: the heap in transparent huge pages (2 MiB each) both cost about a third: glibc's malloc asks for
-#: them (hugetlb=1: madvise, used where the kernel's THP mode allows it), and Python's small objects
-#: go through malloc rather than obmalloc's own 1 MiB arenas. Nothing else changes for the code
-#: that runs there. bench/bench_fork.py measures it.
-FORK_FRIENDLY_MEMORY = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "PYTHONMALLOC": "malloc"}
 WATCHDOG_MARGIN_S = 5.0
 
 
@@ -247,7 +240,6 @@ class WorkerPool:
         self._log = tempfile.TemporaryFile()
         env = dict(os.environ)
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
-        env.update(FORK_FRIENDLY_MEMORY)
         env.pop("PYTHONSTARTUP", None)
         self._cwd = tempfile.TemporaryDirectory(prefix="attnspec-worker-")
         try:
@@ -340,6 +332,17 @@ class WorkerPool:
         self._log.seek(0)
         tail = self._log.read()[-2000:].decode("utf-8", "replace").strip()
         return "the worker process stopped unexpectedly" + (f":\n{tail}" if tail else "")
+
+    def compact(self) -> None:
+        """Ask the master to put its memory in huge pages (see worker.huge_pages), so that every
+        process forked from it from now on (the other masters of a class run, the zygotes and
+        their case children) costs less to fork and to end. Worth it for a class: it copies the
+        master's heap once (~0.2 s). Returns at once; later requests wait for it."""
+        with self._lock:
+            try:
+                send(self._sock.fileno(), {"op": "compact"})
+            except OSError:
+                raise WorkerError(self._death_message()) from None
 
     def preload(self, modules: list[str]) -> None:
         """Start importing modules (torch) in the master; returns at once, the import overlaps our work."""
