@@ -1,6 +1,6 @@
 """Class-run speed: the 20-notebook benchmark graded with -j 1 and -j 2 (median of N runs each).
 
-    python bench/bench_class.py --variants PATH/make_submissions.py [--runs 3] [--jobs 1 2]
+    python bench/bench_class.py --variants PATH/make_submissions.py [--runs 3] [--jobs 1 2] [--sandbox none|auto|strict]
     ATTNSPEC_BENCH_VARIANTS=PATH/make_submissions.py python bench/bench_class.py
 
 The 20 submissions are the learner variants of the otter/nbgrader comparison (14 correct styles
@@ -73,9 +73,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--exercise", default="", help="grade only this exercise (default: what each file defines, as the original measurement)")
+    parser.add_argument("--sandbox", choices=["auto", "strict", "none"], default="", help="the sandbox level (default: attnspec's own default, auto)")
     args = parser.parse_args()
     variants = load_variants(args.variants)
     extra = ["--exercise", args.exercise] if args.exercise else []
+    extra += ["--sandbox", args.sandbox] if args.sandbox else []
     with tempfile.TemporaryDirectory(prefix="attnspec-bench-") as tmp:
         folder = Path(tmp) / "class"
         write_notebooks(variants, folder)

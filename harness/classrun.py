@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -96,19 +97,21 @@ _STATE: dict[str, Any] = {}
 
 
 def start_pools(count: int, preload_torch: bool, sandbox: str = "none", hide: list[str] | None = None) -> list[Any]:
-    """One worker pool per grader process, started first thing, so their interpreter start and
-    torch import overlap with our own imports and the spec's loading (each grader process takes
-    one when it is forked)."""
+    """One worker pool per grader process, started first thing, so the interpreter start and torch
+    import overlap with our own imports and the spec's loading (each grader process takes one when
+    it is forked). One master worker is started; the others are forked from it once it has
+    imported torch (and put its heap in huge pages), so a run pays for one start and one import
+    whatever the number of jobs."""
     from .runner import WorkerPool
 
-    pools = [WorkerPool(sandbox, hide or []) for _ in range(max(1, count))]
+    first = WorkerPool(sandbox, hide or [])
     if preload_torch:
         from .grade import torch_available
 
         if torch_available():
-            for pool in pools:
-                pool.preload(["torch"])
-    return pools
+            first.preload(["torch"])
+    first.compact()  # a class forks hundreds of processes from it: huge pages make each cheaper
+    return [first] + [first.fork() for _ in range(max(1, count) - 1)]
 
 
 def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool, pools: list[Any] | None = None, counter: Any = None) -> None:
@@ -207,7 +210,7 @@ def run_class(
     for s in previous:
         signal.signal(s, stop)
     if spec is not None:
-        warm_up(spec, options)
+        warm_up(spec, options, named_exercises([entries[i] for i in todo]))
     executor = ProcessPoolExecutor(
         max_workers=max(1, min(jobs, len(todo))),
         mp_context=multiprocessing.get_context("fork"),
@@ -254,18 +257,43 @@ def run_class(
     return run
 
 
-def warm_up(spec: Any, options: Any) -> None:
-    """Work every grader process would repeat, done once before they are forked: Hypothesis'
-    import, the reference's time per case (case limits) and the inputs it builds (memoized)."""
+def named_exercises(entries: list[ClassEntry]) -> tuple[str, ...]:
+    """The exercises whose names appear in the entries' files (a text search that never runs the
+    code): what a class run is likely to grade, so what is worth preparing before it starts."""
     from .exercises import EXERCISES
-    from .grade import _cases_for, reference_time
 
-    scope = options.exercises or tuple(EXERCISES)
+    found: set[str] = set()
+    for entry in entries:
+        if entry.error is not None or entry.path is None:
+            continue  # refused by the layout (a FIFO, a device...): never opened
+        for path in [entry.path, *entry.companions]:
+            try:
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    continue
+                with open(path, "rb") as f:
+                    text = f.read(4 << 20)
+            except OSError:
+                continue
+            found.update(e for e in EXERCISES if e.encode() in text)
+    return tuple(e for e in EXERCISES if e in found)
+
+
+def warm_up(spec: Any, options: Any, exercises: tuple[str, ...] | None = None) -> None:
+    """Work every grader process would repeat, done once before they are forked: Hypothesis'
+    import, the examples it draws for each drawn case, the reference's time per case (case
+    limits) and the inputs it builds (memoized). For `exercises` (default: all), within
+    --exercise; whatever is not prepared here, a grader process prepares when it needs it."""
+    from .exercises import EXERCISES
+    from .grade import _cases_for, _drawn_examples, reference_time
+
+    scope = tuple(e for e in (options.exercises or tuple(EXERCISES)) if exercises is None or e in exercises)
     try:
         import hypothesis  # noqa: F401
 
         for exercise in scope:
             for case in _cases_for(spec, exercise, options):
+                if case.inputs is not None and case.inputs.is_drawn:
+                    _drawn_examples(case, True)
                 if options.limits.case_factor > 0:
                     reference_time(case)
     except Exception:  # noqa: BLE001 - a warm-up problem only costs speed; grading reports any real one

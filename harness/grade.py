@@ -287,25 +287,45 @@ def _run_cases(
 ) -> None:
     """Run the cases, one per worker at a time, and merge their results in spec order (so the
     report does not depend on which worker finished first)."""
-    idle: queue.Queue[WorkerSession] = queue.Queue()
-    for each in sessions:
-        idle.put(each)
+    todo: queue.Queue[tuple[int, Case]] = queue.Queue()
+    for item in enumerate(cases):
+        todo.put(item)
+    finished: list[Any] = [None] * len(cases)
 
-    def one_case(case: Case) -> tuple[CaseResult, ExerciseRun]:
-        session = idle.get()
-        try:
+    def serve(session: WorkerSession) -> None:  # each worker takes the next case as soon as it is free
+        while True:
+            try:
+                index, case = todo.get_nowait()
+            except queue.Empty:
+                return
             part = ExerciseRun(run.result)
-            return _run_case(case, backends, options, submission, session, part, deadline, forbidden), part
-        finally:
-            idle.put(session)
+            finished[index] = (_run_case(case, backends, options, submission, session, part, deadline, forbidden, last=todo.empty()), part)
 
-    with ThreadPoolExecutor(max_workers=len(sessions)) as executor:
-        finished = list(executor.map(one_case, cases))
+    for future in [_case_threads(len(sessions)).submit(serve, each) for each in sessions]:
+        future.result()
     for case_result, part in finished:
         run.result.cases.append(case_result)
         run.evidence.extend(part.evidence)
         run.passed_evidence.extend(part.passed_evidence)
         run.tripwires.extend(t for t in part.tripwires if t not in run.tripwires)
+
+
+_THREADS: tuple[int, ThreadPoolExecutor] | None = None
+_THREADS_LOCK = threading.Lock()
+
+
+def _case_threads(count: int) -> ThreadPoolExecutor:
+    """The threads that run cases, kept for the life of this process (a class run's grader uses
+    them for every submission): Hypothesis prepares each new thread once, with a full garbage
+    collection (~50 ms in a grader process), which a fresh thread per exercise paid every time.
+    Threads are started as needed (an idle one is reused first), up to `count` or 8."""
+    global _THREADS
+    with _THREADS_LOCK:
+        if _THREADS is None or _THREADS[0] != os.getpid() or _THREADS[1]._max_workers < count:  # a forked process has no threads
+            if _THREADS is not None and _THREADS[0] == os.getpid():
+                _THREADS[1].shutdown(wait=False)
+            _THREADS = (os.getpid(), ThreadPoolExecutor(max_workers=max(count, 8), thread_name_prefix="attnspec-case"))
+        return _THREADS[1]
 
 
 def _missing_message(exercise: str, submission: Submission, static: StaticReport) -> str:
@@ -377,7 +397,7 @@ def _not_implemented_where(error: dict[str, Any], fn_static: Any) -> str:
 
 
 def _run_case(
-    case: Case, backends: list[str], options: GradeOptions, submission: Submission, session: WorkerSession, run: ExerciseRun, deadline: float, forbidden: list[str]
+    case: Case, backends: list[str], options: GradeOptions, submission: Submission, session: WorkerSession, run: ExerciseRun, deadline: float, forbidden: list[str], *, last: bool = False
 ) -> CaseResult:
     prop = PROPERTIES[case.property]
     hidden = case.hidden and not options.show_hidden
@@ -408,7 +428,7 @@ def _run_case(
                 skipped += 1
             else:
                 if cs is None:
-                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden).__enter__()
+                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden, last=last).__enter__()
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run, submission=submission)
                 if aborted:
                     outputs.append(_close_case(cs))
@@ -583,8 +603,14 @@ def _memo_inputs(key: tuple[Any, ...], build: Any) -> Inputs | None:
 
 
 def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:
-    """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure."""
-    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+    """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure.
+
+    Until an example fails, what Hypothesis draws does not depend on the function graded: the
+    examples are drawn once per process and case (`_drawn_examples`) and each submission's are
+    checked in that order. Only when one fails does Hypothesis run for this submission, to shrink;
+    it draws the same examples first, and those already checked are answered from their results,
+    so the function is called exactly as if Hypothesis had run from the start."""
+    from hypothesis import find
     from hypothesis.errors import NoSuchExample
 
     spec = case.inputs
@@ -598,9 +624,9 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         key = ("drawn", case.exercise, repr(spec), tuple(sorted(dims.items())), seed, ctx.dtype)
         return _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype))
 
-    def fails(drawn: tuple[dict[str, int], int]) -> bool:
+    def evaluate(drawn: tuple[dict[str, int], int]) -> bool:
         if state["aborted"] is not None or state["slow"] is not None:
-            return True  # the case's process is gone, or a call was too slow: no more calls
+            return True  # the case's process is gone, or a call was too slow: no more calls, the same verdict every time (never 'flaky')
         if state["evaluations"] >= budget:
             return False
         state["evaluations"] += 1
@@ -616,16 +642,45 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         return False
 
     ctx.recording = False
-    quiet = settings(
-        max_examples=case.examples,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        verbosity=Verbosity.quiet,
-    )
     try:
-        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=quiet, random=Random(spec.seed))
+        examples: list[Any] | None = _drawn_examples(case, shrink)
+    except Exception:  # noqa: BLE001 - Hypothesis cannot draw for this case: the search below meets the same problem, as it always did
+        examples = None
+    checked: list[tuple[Any, bool | Exception]] = []  # (drawn, whether it failed, or what the check raised)
+    for drawn in examples or []:
+        try:
+            failed = evaluate(drawn)
+        except Exception as exc:  # noqa: BLE001 - re-raised below at the same example, where Hypothesis handles it as it would have
+            checked.append((drawn, exc))
+            break
+        checked.append((drawn, failed))
+        if failed:
+            break
+    else:
+        if examples is not None:
+            return InstanceResult(ctx.backend, ctx.dtype, "passed")
+    if state["aborted"] is not None:  # Hypothesis would only get True from here on, and call nothing more
+        exc, drawn = state["aborted"]
+        return _aborted(ctx, case, exc, make(drawn).label())
+    if state["slow"] is not None:  # too slow: reported on the example it happened on (a rerun would cost as much again)
+        slow, drawn = state["slow"]
+        return InstanceResult(ctx.backend, ctx.dtype, slow.kind, slow.message, slow.likely, example=make(drawn).label(), details=slow.details, failure=slow.failure)
+    replayed = {"next": 0}
+
+    def fails(drawn: tuple[dict[str, int], int]) -> bool:
+        i = replayed["next"]
+        if 0 <= i < len(checked):  # the examples already checked, drawn again in the same order
+            known, outcome = checked[i]
+            if known == drawn:
+                replayed["next"] = i + 1
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return outcome
+            replayed["next"] = -1  # (never expected: Hypothesis drew something else; from here on, check for real)
+        return evaluate(drawn)
+
+    try:
+        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=_drawn_settings(case, shrink), random=Random(spec.seed))
     except NoSuchExample:
         if state["aborted"] is None:
             return InstanceResult(ctx.backend, ctx.dtype, "passed")
@@ -648,6 +703,51 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         return _aborted(ctx, case, exc, inputs.label())
     message = "the submission failed this example once and passed it when rerun: its output is not deterministic"
     return InstanceResult(ctx.backend, ctx.dtype, "error", message, example=inputs.label(), failure={"kind": "nondeterministic", "outcome": "error", "claim": message, "hints": [], "claim_hidden": message})
+
+
+_EXAMPLES: dict[tuple[str, bool], list[Any]] = {}
+_EXAMPLES_LOCK = threading.Lock()
+
+
+def _drawn_settings(case: Case, shrink: bool) -> Any:
+    from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+    return settings(
+        max_examples=case.examples,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )
+
+
+def _drawn_examples(case: Case, shrink: bool) -> list[Any]:
+    """The (dims, seed) examples Hypothesis draws for this case while none fails, in order: the
+    same for every submission (seeded, no example database), so drawn once per process and case
+    (a class run draws them before its grader processes are forked)."""
+    from hypothesis import find
+    from hypothesis.errors import NoSuchExample
+
+    key = (repr(case), shrink)
+    with _EXAMPLES_LOCK:
+        hit = _EXAMPLES.get(key)
+    if hit is not None:
+        return hit
+    assert case.inputs is not None
+    drawn: list[Any] = []
+
+    def record(example: Any) -> bool:
+        drawn.append(copy.deepcopy(example))
+        return False
+
+    try:
+        find(shapes_strategy(case.exercise, case.inputs, PROPERTIES[case.property].fixed_dims), record, settings=_drawn_settings(case, shrink), random=Random(case.inputs.seed))
+    except NoSuchExample:
+        pass
+    with _EXAMPLES_LOCK:
+        _EXAMPLES[key] = drawn
+    return drawn
 
 
 # ---------------------------------------------------------------- implementation rules

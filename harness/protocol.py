@@ -187,7 +187,7 @@ class Message:
     OP: ClassVar[str | None] = None
 
     def to_header(self) -> dict[str, Any]:
-        header = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        header = {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
         if self.OP is not None:
             header["op"] = self.OP
         return header
@@ -199,14 +199,20 @@ class Message:
         strict=False ignores fields this class does not know: for the grader's own messages to
         a worker (trusted, and free to grow); replies from a worker are always strict."""
         if not strict and type(header) is dict:
-            known = {f.name for f in dataclasses.fields(cls)} | {"op"}
-            header = {k: v for k, v in header.items() if k in known}
+            known = _fields(cls)
+            header = {k: v for k, v in header.items() if k in known or k == "op"}
         return _parse_dataclass(cls, header, cls.__name__, 0)
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if hasattr(kind, "__dataclass_fields__"):  # a dataclass instance (a class itself is of type `type`)
+        return {name: _plain(getattr(value, name)) for name in _field_names(kind)}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -215,6 +221,8 @@ def _plain(value: Any) -> Any:
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+_FIELDS: dict[type, dict[str, Any]] = {}
+_TYPES: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -223,13 +231,34 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+def _fields(cls: type) -> dict[str, Any]:
+    """{name: Field} of a message class, looked up once per class (messages are parsed per call)."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = {f.name: f for f in dataclasses.fields(cls)}
+    return known
+
+
+def _field_names(cls: type) -> Any:
+    return _fields(cls).keys()
+
+
+def _origin_args(tp: Any) -> tuple[Any, tuple[Any, ...]]:
+    """typing.get_origin and get_args of a field's type, computed once per type."""
+    try:
+        return _TYPES[tp]
+    except KeyError:
+        found = _TYPES[tp] = (typing.get_origin(tp), typing.get_args(tp))
+        return found
+
+
 def _parse_dataclass(cls: type, value: Any, where: str, depth: int) -> Any:
     if type(value) is not dict:
         raise CorruptMessage(f"{where} is {_what(value)}, not an object")
     if depth > MAX_DEPTH:
         raise CorruptMessage(f"{where} is nested too deeply")
     hints = _hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    known = _fields(cls)
     extra = [k for k in value if k not in known and k != "op"]
     if extra:
         raise CorruptMessage(f"{where} has an unexpected field '{str(extra[0])[:40]}'")
@@ -253,12 +282,11 @@ def _what(value: Any) -> str:
 def _check(value: Any, tp: Any, where: str, depth: int, meta: Any = None) -> Any:
     """`value` as type `tp`, or CorruptMessage naming the field and what was expected."""
     meta = meta or {}
-    origin = typing.get_origin(tp)
     if tp is Any:
         _check_json(value, where, depth)
         return value
+    origin, args = _origin_args(tp)
     if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
         rest = [a for a in args if a is not type(None)]
@@ -294,14 +322,14 @@ def _check(value: Any, tp: Any, where: str, depth: int, meta: Any = None) -> Any
             raise CorruptMessage(f"{where} is {_what(value)}, not a list")
         if len(value) > meta.get("max", MAX_ITEMS):
             raise CorruptMessage(f"{where} has {len(value)} entries, more than the limit of {meta.get('max', MAX_ITEMS)}")
-        (item,) = typing.get_args(tp)
+        (item,) = args
         return [_check(v, item, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if origin is dict:
         if type(value) is not dict:
             raise CorruptMessage(f"{where} is {_what(value)}, not an object")
         if len(value) > meta.get("max", MAX_ITEMS):
             raise CorruptMessage(f"{where} has {len(value)} entries, more than the limit of {meta.get('max', MAX_ITEMS)}")
-        _, item = typing.get_args(tp)
+        _, item = args
         return {_check(k, str, f"{where} key", depth + 1): _check(v, item, f"{where}[{str(k)[:40]!r}]", depth + 1) for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _parse_dataclass(tp, value, where, depth)
@@ -553,6 +581,7 @@ class CallReply(Message):
 @dataclass
 class CaseEnd(Message):
     OP: ClassVar[str] = "case_end"
+    spare: bool = True  # False: no case follows soon, so no spare child is forked ahead
 
 
 @dataclass
@@ -571,6 +600,22 @@ class Cloned(Message):
     OP: ClassVar[str] = "cloned"
     pid: int | None = None
     error: str | None = None
+
+
+def _prepare(tp: Any) -> None:
+    """Look up a message class's fields and types now, at import: a case child is forked from a
+    worker that imported this module, so its first message does not pay for typing's reflection."""
+    origin, args = _origin_args(tp)
+    for each in args:
+        _prepare(each)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and tp not in _HINTS:
+        _fields(tp)
+        for hint in _hints(tp).values():
+            _prepare(hint)
+
+
+for _message in [c for c in list(globals().values()) if isinstance(c, type) and dataclasses.is_dataclass(c)]:
+    _prepare(_message)
 
 
 def corrupted(why: str) -> str:

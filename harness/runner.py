@@ -31,6 +31,7 @@ from .inputs import Inputs
 from .protocol import (
     Call,
     CallReply,
+    CaseEnd,
     CaseEnded,
     CorruptMessage,
     GradSpec,
@@ -268,6 +269,8 @@ class WorkerPool:
         self._preloading: list[str] = []
         self.preloaded: dict[str, str | None] = {}
         self._hide: list[str] = [str(p) for p in hide]
+        self._owner = True  # started the master (a fork() copy shares its log and folder)
+        self._level, self._forks = sandbox_level, 0
         self._sandbox: dict[str, Any] | None = sandbox.describe("none", []) if sandbox_level == "none" else None
         if self._sandbox is None:  # probed once per run, while the grader loads the spec
             root = os.path.join(self._cwd.name, "root")
@@ -275,6 +278,36 @@ class WorkerPool:
             self._root = root
             hidden = sandbox.plan([], root, self._hide)["hide"]  # the first sandbox is built with the probe
             self._request({"op": "probe", "level": sandbox_level, "root": root, "hide": hidden}, "probed")
+
+    def fork(self) -> "WorkerPool":
+        """Another pool for another grader process, served by a copy of this master forked once it
+        has done what was asked before (torch's import among them): no second interpreter start,
+        no second torch import. Returns at once; the copy answers as a fresh master would."""
+        other = WorkerPool.__new__(WorkerPool)
+        other._sock, theirs = socket.socketpair()
+        other._log = os.fdopen(os.dup(self._log.fileno()), "rb")  # the copy writes to the same log
+        other._cwd, other._proc, other._owner = self._cwd, None, False
+        other._pending, other._lock, other._preloading, other.preloaded = [], threading.Lock(), [], {}
+        with self._lock:
+            other._hide = list(self._hide)
+            other._sandbox = sandbox.describe("none", []) if self._level == "none" else None
+            header: dict[str, Any] = {"op": "fork"}
+            if other._sandbox is None:  # its own mount point for the new roots, and the probe's answer
+                self._forks += 1
+                other._root = os.path.join(self._cwd.name, f"root{self._forks}")
+                os.mkdir(other._root)
+                header.update(level=self._level, root=other._root, hide=sandbox.plan([], other._root, other._hide)["hide"])
+                other._pending.append("probed")
+            other._level, other._forks = self._level, 0
+            try:
+                send(self._sock.fileno(), header)
+                socket.send_fds(self._sock, [b"F"], [theirs.fileno()])
+            except OSError:
+                other._sock.close()
+                raise WorkerError(self._death_message()) from None
+            finally:
+                theirs.close()
+        return other
 
     def _request(self, header: dict[str, Any], reply_op: str) -> None:
         try:
@@ -307,6 +340,17 @@ class WorkerPool:
         self._log.seek(0)
         tail = self._log.read()[-2000:].decode("utf-8", "replace").strip()
         return "the worker process stopped unexpectedly" + (f":\n{tail}" if tail else "")
+
+    def compact(self) -> None:
+        """Ask the master to put its memory in huge pages (see worker.huge_pages), so that every
+        process forked from it from now on (the other masters of a class run, the zygotes and
+        their case children) costs less to fork and to end. Worth it for a class: it copies the
+        master's heap once (~0.2 s). Returns at once; later requests wait for it."""
+        with self._lock:
+            try:
+                send(self._sock.fileno(), {"op": "compact"})
+            except OSError:
+                raise WorkerError(self._death_message()) from None
 
     def preload(self, modules: list[str]) -> None:
         """Start importing modules (torch) in the master; returns at once, the import overlaps our work."""
@@ -372,12 +416,14 @@ class WorkerPool:
         except OSError:
             pass
         self._sock.close()
+        self._log.close()
+        if not self._owner:
+            return  # a forked master is not our child: it exits on 'shutdown' (or when the socket closes)
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        self._log.close()
         self._cwd.cleanup()
 
     def __enter__(self) -> "WorkerPool":
@@ -599,18 +645,20 @@ class WorkerSession:
             self.watchdog.cancel()
         self.init = None
 
-    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None) -> "CaseSession":
+    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None, *, last: bool = False) -> "CaseSession":
+        """`last`: no other case follows soon on this zygote (it then forks no spare child ahead)."""
         if self.sock is None:
             self.restarts += 1
             self.start()
-        return CaseSession(self, case_id, timeout, forbidden or [])
+        return CaseSession(self, case_id, timeout, forbidden or [], last)
 
 
 class CaseSession:
     """One case in its own child process. Use as a context manager; `captured` holds its prints."""
 
-    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str]):
+    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str], last: bool = False):
         self.session = session
+        self.last = last
         self.case_id = case_id
         self.timeout = timeout
         self.forbidden = forbidden
@@ -661,7 +709,7 @@ class CaseSession:
         if self.lost or s.sock is None:
             return
         try:
-            send(s.sock.fileno(), {"op": "case_end"})
+            send(s.sock.fileno(), CaseEnd(spare=not self.last))
             reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S)
             self.captured = captured_output(reply)
         except (ProtocolError, Timeout, OSError):

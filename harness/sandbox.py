@@ -186,6 +186,13 @@ class Spawner:
             _kill(reply.get("init") or reply["pid"])
             self.prebuild(plan_, serve)
 
+    def forget(self) -> None:
+        """In a copy of the master forked for another grader: the sandbox built ahead stays the
+        original's (its control socket is closed here, not the sandbox)."""
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
+
     def take(self, sandbox: dict[str, Any], zfd: int) -> dict[str, Any] | None:
         """Hand `zfd` to the prebuilt sandbox if it was built for this plan; else None (discarded)."""
         spare, self.spare = self.spare, None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import ctypes
 import dataclasses
 import errno
 import faulthandler
@@ -46,10 +47,12 @@ MAX_CHUNK_ERRORS = 200
 # ---------------------------------------------------------------- master
 
 
-def master_main(fd: int) -> None:
+def master_main(fd: int, probed: dict[str, Any] | None = None, prebuild: dict[str, Any] | None = None) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped automatically
     spawner = sandbox.Spawner()
+    if prebuild is not None:
+        spawner.prebuild(prebuild, _serve_zygote)
     while True:
         try:
             header, _ = recv(fd)
@@ -58,6 +61,7 @@ def master_main(fd: int) -> None:
         op = header.get("op")
         if op == "preload":
             errors = {}
+            before = set(sys.modules)
             for module in header.get("modules", []):
                 try:
                     if module == "torch":
@@ -67,11 +71,17 @@ def master_main(fd: int) -> None:
                 except Exception as exc:  # noqa: BLE001 - reported to the grader as "backend unavailable"
                     errors[module] = f"{type(exc).__name__}: {exc}"
             send(fd, {"op": "preloaded", "errors": errors})
-            spawner.rebuild(_serve_zygote)  # a sandbox built before the import would import torch again
+            if set(sys.modules) - before:
+                spawner.rebuild(_serve_zygote)  # a sandbox built before the import would import torch again
         elif op == "probe":
-            info = spawner.probe(str(header.get("level")), str(header.get("root")))
-            send(fd, {"op": "probed", "sandbox": info})
-            spawner.prebuild({"features": info["features"], "root": header.get("root"), "hide": header.get("hide", [])}, _serve_zygote)
+            probed = spawner.probe(str(header.get("level")), str(header.get("root")))
+            send(fd, {"op": "probed", "sandbox": probed})
+            spawner.prebuild({"features": probed["features"], "root": header.get("root"), "hide": header.get("hide", [])}, _serve_zygote)
+        elif op == "compact":
+            huge_pages()
+            spawner.rebuild(_serve_zygote)  # the sandbox built ahead was forked before
+        elif op == "fork":
+            _fork_master(sock, header, probed, spawner)
         elif op == "spawn":
             _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             if not fds:
@@ -82,6 +92,67 @@ def master_main(fd: int) -> None:
                 spawner.prebuild(header["sandbox"], _serve_zygote)  # the next submission's, while this one loads
         elif op == "shutdown":
             os._exit(0)
+
+
+MADV_COLLAPSE = 25
+HUGE_PAGE = 2 << 20
+
+
+def huge_pages() -> int:
+    """Collapse this process's private anonymous memory (the heap that numpy and torch built at
+    import, ~150 MB) into transparent huge pages; returns the bytes collapsed.
+
+    Every case runs in a child forked from a zygote forked from here: fork copies one page-table
+    entry per 4 KiB page, and ending the child drops them again, so with torch loaded a case child
+    cost ~25 ms of kernel time; with 2 MiB pages, both cost about a third (bench/bench_fork.py).
+    Only memory that exists now is collapsed: what is allocated later (learner arrays) follows the
+    machine's own THP policy, as before. Needs Linux 6.1+ (MADV_COLLAPSE); anywhere else, and for
+    any range the kernel refuses, nothing changes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except (OSError, AttributeError):
+        return 0
+    done = 0
+    for line in maps:
+        parts = line.split()
+        if len(parts) < 5 or parts[1] != "rw-p" or (len(parts) > 5 and parts[5] != "[heap]"):
+            continue  # only the heap and anonymous mappings: not files, stacks, or the vdso
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        first, last = (start + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), end & ~(HUGE_PAGE - 1)
+        if last > first and madvise(first, last - first, MADV_COLLAPSE) == 0:
+            done += last - first
+    return done
+
+
+def _fork_master(sock: socket.socket, header: dict[str, Any], probed: dict[str, Any] | None, spawner: sandbox.Spawner) -> None:
+    """Another master for another grader process (a class run with -j N), forked from this one
+    with what it imported (torch): one interpreter start and one torch import for the whole run.
+    It serves the socket the grader just passed us and answers as a fresh master would (the probe's
+    result, then its first sandbox built ahead); the sandbox built ahead here stays ours."""
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        return  # the grader sees the new socket closed: that pool reports a lost worker
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1  # no second master: the same as above
+    if pid == 0:
+        try:
+            spawner.forget()
+            sock.close()
+            if header.get("root") is not None:  # a sandbox level was asked for: answer as the probe would
+                info = probed or sandbox.describe(str(header.get("level")), [], "the probe gave no answer")
+                send(fds[0], {"op": "probed", "sandbox": info})
+                master_main(fds[0], info, prebuild={"features": info["features"], "root": header["root"], "hide": header.get("hide", [])})
+            else:
+                master_main(fds[0])
+        finally:
+            os._exit(0)
+    os.close(fds[0])
 
 
 def _serve_zygote(fd: int) -> None:
@@ -238,7 +309,7 @@ class Zygote:
                 send(self.fd, reply, out)
             elif op == "case_end":
                 send(self.fd, self.case_end())
-                self._after_case()
+                self._after_case(spare=header.get("spare") is not False)
             elif op == "clone":
                 self.clone()
             elif op == "shutdown":
@@ -559,9 +630,10 @@ class Zygote:
         self.child = self.child_sock = self.child_out = self.child_trace = None
         return {"op": "case_ended", "output": output}
 
-    def _after_case(self) -> None:
+    def _after_case(self, spare: bool = True) -> None:
         """Kill the finished child (its output is complete: it flushes before each reply), reap it
-        later, and fork the next spare while the grader checks the results."""
+        later, and fork the next spare while the grader checks the results (unless the grader said
+        no case follows: a case asked for later forks its child then)."""
         pid, sock, out, trace = self.finished
         self.finished = (None, None, None, None)
         if pid is not None:
@@ -573,7 +645,8 @@ class Zygote:
         for f in (sock, out, trace):
             if f is not None:
                 f.close()
-        self._prepare_spare()
+        if spare:
+            self._prepare_spare()
 
 
 def _close_other_sockets(keep: int) -> None:

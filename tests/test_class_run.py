@@ -202,3 +202,36 @@ def test_a_file_name_with_escape_sequences_cannot_forge_summary_lines(tmp_path):
     names = sorted(os.listdir(tmp_path / "out"))
     assert names == ["honest.txt", f"{report_name(FORGED)}.txt"]
     assert "\x1b" not in report_name(FORGED) and "\n" not in report_name(FORGED)
+
+
+@pytest.mark.parametrize("level", ["none", "auto"])
+def test_the_second_grader_pool_is_a_fork_of_the_first_master_and_grades_the_same(tmp_path, level):
+    """-j 2 starts one master worker (one interpreter start, one torch import) and forks the second
+    from it: the copy answers like a fresh one (its sandbox, its reports) and ends with its pool."""
+    from attnspec.classrun import start_pools
+    from attnspec.grade import GradeOptions, grade
+    from attnspec.loader import load_spec
+    from attnspec.reports.json_report import render_json
+
+    (tmp_path / "a.py").write_text(CORRECT)
+    (tmp_path / "b.py").write_text(BUGGY)
+    spec = load_spec([], builtin=True)
+    options = GradeOptions(exercises=("manual_attention",), sandbox=level, workers=1)
+    pools = start_pools(2, preload_torch=False, sandbox=level, hide=[str(tmp_path)])
+    try:
+        assert pools[1]._proc is None and pools[0]._proc is not None
+        assert pools[1].sandbox_info() == pools[0].sandbox_info()
+        forked = pools[1]
+        reports = {(i, name): render_json(grade(str(tmp_path / name), spec, options, pool), timings=False) for i, pool in enumerate(pools) for name in ("a.py", "b.py")}
+        assert reports[0, "a.py"] == reports[1, "a.py"] and reports[0, "b.py"] == reports[1, "b.py"]
+        assert json.loads(reports[1, "a.py"])["score"] == json.loads(reports[1, "a.py"])["max_score"]
+        masters = [p for p in descendants(os.getpid()) if "attnspec.worker" in Path(f"/proc/{p}/cmdline").read_text()]
+    finally:
+        for pool in reversed(pools):
+            pool.close()
+    assert len(masters) >= 2  # the original and its fork (both run `python -m attnspec.worker`)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in masters) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in masters), "a master worker outlived its pool"
+    assert forked._sock.fileno() == -1
