@@ -14,11 +14,11 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
-from .protocol import Call, CallReply, ErrorInfo, OutputDesc, ProtocolError, Sample, decode_float64
+from .protocol import Call, CallReply, ErrorInfo, Hit, OutputDesc, ProtocolError, Sample, decode_float64
 
 MAX_OUTPUT_ELEMENTS = 8_000_000
 
@@ -32,8 +32,8 @@ _np_asarray = np.asarray
 _np_ascontiguousarray = np.ascontiguousarray
 _np_float64 = np.float64
 _ndarray = np.ndarray
-_nd_dtype = np.ndarray.dtype.__get__  # type: ignore[attr-defined]
-_nd_shape = np.ndarray.shape.__get__  # type: ignore[attr-defined]
+_nd_dtype = np.ndarray.dtype.__get__
+_nd_shape = np.ndarray.shape.__get__
 _nd_view = np.ndarray.view
 _nd_tobytes = np.ndarray.tobytes
 _nd_astype = np.ndarray.astype
@@ -73,10 +73,10 @@ def prepare_torch() -> None:
         no_tf=torch._C.DisableTorchFunction,
         from_numpy=torch.from_numpy,
         grad=torch.autograd.grad,
-        t_dtype=base.dtype.__get__,
-        t_shape=base.shape.__get__,
+        t_dtype=getattr(base.dtype, "__get__"),  # the descriptors themselves, read off the base class
+        t_shape=getattr(base.shape, "__get__"),
         t_device=base.device.__get__,
-        t_requires_grad=base.requires_grad.__get__,
+        t_requires_grad=getattr(base.requires_grad, "__get__"),
         t_detach=base.detach,
         t_to=base.to,
         t_float=base.float,
@@ -385,7 +385,7 @@ class Tripwires:
         getframe = sys._getframe
         if isinstance(target, type):
 
-            class Tripped(target):  # type: ignore[valid-type, misc]
+            class Tripped(target):
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
                     record(api, getframe(1))
                     super().__init__(*args, **kwargs)
@@ -599,7 +599,7 @@ def execute_call(
         message = f"the function called sys.exit({_repr(raised.code) if _type(raised.code) in _SAFE_REPR or raised.code is None else _safe_str(raised.code)})" if _type(raised) is SystemExit else _safe_str(raised)
         error = ErrorInfo(type=_TYPE_NAME(_type(raised))[:300], message=message, traceback=text[:8000], line=line, file=file)
         tampered = tripwires.intact_after()
-    reply = CallReply(status="ok", duration=duration, tripwires=tripwires.final_hits())
+    reply = CallReply(status="ok", duration=duration, tripwires=cast("list[Hit]", tripwires.final_hits()))  # the same JSON objects as Hit's fields
     if sampler is not None:
         reply.samples = [Sample(**x) for x in sampler.samples()]
         reply.sample_interval, reply.stopped = SAMPLE_INTERVAL_S, sampler.stopped

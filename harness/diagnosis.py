@@ -230,11 +230,12 @@ class _Diagnoser:
         chosen = best[0]
         probed = self._probe_evidence(chosen)
         settings = {repr(sorted(_flatten(f.knobs))) for f in best if frozenset(m.id for m, _ in f.members) == ids[0]}
-        out = []
-        for m, knobs in chosen.members:
+        out: list[tuple[Misconception, dict[str, Any] | None, dict[str, Any]]] = []
+        for m, fitted in chosen.members:
             if m.id not in shared:
                 continue
-            evidence = {
+            knobs: dict[str, Any] | None = fitted
+            evidence: dict[str, Any] = {
                 "failed_cases": sorted(c for c in chosen.cases if not c.startswith(PROBE_PREFIX)),
                 "calls_reproduced": chosen.reproduced,
                 "calls_consistent": len(rest),
@@ -245,9 +246,9 @@ class _Diagnoser:
             if len(set(ids)) > 1:
                 evidence["alternatives"] = sorted(" + ".join(sorted(s)) for s in set(ids))
             if len(settings) > 1 and m.grid:
-                alternatives = [_params(m, f.knobs) for f in best if any(x.id == m.id for x, _ in f.members)]
-                if any(a != alternatives[0] for a in alternatives):  # the outputs do not pin the parameter: none is reported
-                    evidence["parameter_alternatives"] = alternatives
+                fitted_params = [_params(m, f.knobs) for f in best if any(x.id == m.id for x, _ in f.members)]
+                if any(a != fitted_params[0] for a in fitted_params):  # the outputs do not pin the parameter: none is reported
+                    evidence["parameter_alternatives"] = fitted_params
                     evidence["confidence"] = "medium"
                     knobs = None
             if probed:
@@ -302,7 +303,7 @@ class _Diagnoser:
 
     def _discriminates(self, p: probes.Probe, best: list[_Fit]) -> bool:
         """Do two candidate models give different outputs on this probe's inputs?"""
-        outs = []
+        outs: list[np.ndarray | None] = []
         for f in best:
             fn = misconceptions._variant(self.exercise, f.knobs)
             try:

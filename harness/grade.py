@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from random import Random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -352,7 +352,9 @@ class Probe:
 def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession, fn_static: Any, forbidden: list[str], limits: Limits) -> Probe:
     """Try the function once per candidate backend on small inputs; keep the ones it handles."""
     inputs = generate_inputs(exercise, _probe_spec(exercise), PROBE_DIMS[exercise], seed=0)
-    ok, notes, tripwires = [], [], []
+    ok: list[str] = []
+    notes: list[str] = []
+    tripwires: list[Any] = []
     plain = not EXERCISES[exercise].array_inputs
     if plain:  # integer arguments: one call says which backend the answer is in (see Exercise.array_inputs)
         candidates = candidates[:1]
@@ -498,7 +500,7 @@ def describe_inputs(case: Case) -> str:
     if spec is None:
         return "inputs made by the property"
     if spec.is_literal:
-        return "literal inputs: " + ", ".join(sorted(spec.literal))
+        return "literal inputs: " + ", ".join(sorted(spec.literal or {}))
     shapes = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in spec.shapes.items())
     extra = [f"mask={spec.mask}", f"seed={spec.seed}"]
     if spec.score_scale:
@@ -558,7 +560,7 @@ def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> Inst
         if case.inputs is not None and case.inputs.is_drawn:
             return _check_drawn(ctx, case, prop, shrink)
         inputs = _memo_inputs(("fixed", case.id, case.exercise, case.property, repr(case.inputs), dtype), lambda: _fixed_inputs(case, dtype))
-        prop.check(ctx, inputs)
+        prop.check(ctx, cast(Inputs, inputs))  # None for a property that makes its own inputs (needs_inputs False)
         return InstanceResult(backend, dtype, "passed")
     except Failed as exc:
         return InstanceResult(backend, dtype, exc.kind, exc.message, exc.likely, details=exc.details, failure=exc.failure)
@@ -622,7 +624,7 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
     def make(drawn: tuple[dict[str, int], int]) -> Inputs:
         dims, seed = drawn
         key = ("drawn", case.exercise, repr(spec), tuple(sorted(dims.items())), seed, ctx.dtype)
-        return _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype))
+        return cast(Inputs, _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype)))
 
     def evaluate(drawn: tuple[dict[str, int], int]) -> bool:
         if state["aborted"] is not None or state["slow"] is not None:
@@ -660,8 +662,8 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         if examples is not None:
             return InstanceResult(ctx.backend, ctx.dtype, "passed")
     if state["aborted"] is not None:  # Hypothesis would only get True from here on, and call nothing more
-        exc, drawn = state["aborted"]
-        return _aborted(ctx, case, exc, make(drawn).label())
+        gone, drawn = state["aborted"]
+        return _aborted(ctx, case, gone, make(drawn).label())
     if state["slow"] is not None:  # too slow: reported on the example it happened on (a rerun would cost as much again)
         slow, drawn = state["slow"]
         return InstanceResult(ctx.backend, ctx.dtype, slow.kind, slow.message, slow.likely, example=make(drawn).label(), details=slow.details, failure=slow.failure)

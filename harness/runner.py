@@ -19,7 +19,7 @@ import threading
 import time
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import IO, Any, Callable, Protocol
 
 import numpy as np
 
@@ -245,7 +245,7 @@ class WorkerPool:
         """`sandbox_level`: none | auto | strict (see harness/sandbox.py); `hide`: paths that must
         not be visible inside a sandbox (spec folders, submission folders, outputs)."""
         self._sock, theirs = socket.socketpair()
-        self._log = tempfile.TemporaryFile()
+        self._log: IO[bytes] = tempfile.TemporaryFile()
         env = dict(os.environ)
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
         env.pop("PYTHONSTARTUP", None)
@@ -286,7 +286,8 @@ class WorkerPool:
         other = WorkerPool.__new__(WorkerPool)
         other._sock, theirs = socket.socketpair()
         other._log = os.fdopen(os.dup(self._log.fileno()), "rb")  # the copy writes to the same log
-        other._cwd, other._proc, other._owner = self._cwd, None, False
+        other._cwd, other._owner = self._cwd, False
+        other._proc = None  # type: ignore[assignment]  # the copy's process is not ours to wait for
         other._pending, other._lock, other._preloading, other.preloaded = [], threading.Lock(), [], {}
         with self._lock:
             other._hide = list(self._hide)
@@ -687,6 +688,8 @@ class CaseSession:
             return CallOutcome(status="worker_lost", detail=self.lost)
         header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden, stop_after)
         sock = self.session.sock
+        if sock is None:
+            return CallOutcome(status="worker_lost", detail="the worker's connection is closed")
         try:
             send(sock.fileno(), header, buffers)
             reply, out = recv(sock.fileno(), self.deadline)

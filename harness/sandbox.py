@@ -272,7 +272,8 @@ def _read_setup(r: int, with_init: bool) -> dict[str, Any]:
         return {"pid": pid, "init": None}
     zygote = global_pid(pid, ZYGOTE_LOCAL_PID) if pid else None
     if zygote is None:
-        _kill(pid)
+        if pid:
+            _kill(pid)
         return {"error": "the sandbox's zygote ended before it was ready", "ready": True}
     return {"pid": zygote, "init": pid}
 

@@ -100,24 +100,23 @@ def reference_seconds(function: str, inputs: Inputs, backend: str, dtype: str, *
     return min(times[:runs]) if times else None
 
 
-def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> None:
-    """Raise a 'slow' failure when the call took longer than the case allows (see module doc)."""
-    from .properties.base import fail
-
+def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> dict[str, Any] | None:
+    """The fields of a 'slow' failure when the call took longer than the case allows (see module
+    doc), else None; the case context raises it (properties.base.fail)."""
     factor = ctx.case.time_factor
     function = ctx.case.exercise
     stopped = outcome.stopped is not None and (outcome.error or {}).get("type") == "TimeLimit"
     floor = floor_seconds(inputs)
     if elapsed <= floor and not stopped:
-        return  # under the floor nothing fails: no reference run needed
+        return None  # under the floor nothing fails: no reference run needed
     reference = reference_seconds(function, inputs, ctx.backend, ctx.dtype)
     if reference is None:
-        return
+        return None
     if elapsed > allowed_seconds(factor, reference, floor):
         reference = reference_seconds(function, inputs, ctx.backend, ctx.dtype, runs=1 + REMEASURE) or reference
     allowed = allowed_seconds(factor, reference, floor)
     if elapsed <= allowed and not stopped:
-        return
+        return None
     ratio = elapsed / reference if reference > 0 else float("inf")
     sizes = describe_sizes(inputs)
     submission = ctx.submission
@@ -139,8 +138,7 @@ def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> None:
         "hotspots": hot,
     }
     note = hotspot_text(hot) if hot else None
-    raise fail(
-        "slow",
+    return dict(
         claim=claim,
         call=ctx.describe_call(inputs),
         evidence=evidence,
@@ -223,6 +221,12 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _TREES: dict[int, Any] = {}
 
 
+def _spans(node: ast.AST, line: int) -> bool:
+    """Whether `line` lies within the node's lines (nodes without positions span nothing)."""
+    first = getattr(node, "lineno", None)
+    return first is not None and first <= line <= (getattr(node, "end_lineno", None) or first)
+
+
 def _outer_loop(text: str, line: int) -> int | None:
     """The first line of the outermost loop around `line` within its innermost function."""
     key = hash(text)
@@ -236,9 +240,9 @@ def _outer_loop(text: str, line: int) -> int | None:
     if tree is False:
         return None
     loop = None
-    node: ast.AST = tree
+    node: Any = tree
     while True:
-        inner = [c for c in ast.iter_child_nodes(node) if getattr(c, "lineno", None) is not None and c.lineno <= line <= (getattr(c, "end_lineno", None) or c.lineno)]
+        inner = [c for c in ast.iter_child_nodes(node) if _spans(c, line)]
         if not inner:
             break
         node = inner[0]

@@ -193,7 +193,7 @@ class _ImportGuard:
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         if name == "attnspec" or name.startswith("attnspec."):
-            frame = sys._getframe(1)
+            frame: types.FrameType | None = sys._getframe(1)
             where = None
             while frame is not None:
                 if frame.f_code.co_filename in self.learner_files:
@@ -361,10 +361,10 @@ class Zygote:
         _enter_workdir(request)
         # A real module in sys.modules: dataclasses, typing.get_type_hints and pickle look the
         # submission up there by its __name__ (`from __future__ import annotations` + @dataclass).
-        module = types.ModuleType(request.module_name)
-        module.__dict__.update(__builtins__=builtins, __file__=request.path)
-        sys.modules[request.module_name] = module
-        self.namespace = module.__dict__
+        submission = types.ModuleType(request.module_name)
+        submission.__dict__.update(__builtins__=builtins, __file__=request.path)
+        sys.modules[request.module_name] = submission
+        self.namespace = submission.__dict__
         lines = _source_lines(request.files)
         for filename, file_lines in lines.items():
             linecache.cache[filename] = (sum(map(len, file_lines)), None, file_lines, filename)
@@ -540,18 +540,19 @@ class Zygote:
             if not callable(fn):
                 send(fd, {"status": "raised", "error": {"type": "NameError", "message": f"{name} is not defined", "traceback": "", "line": None, "file": None}})
                 continue
-            reply, out = callexec.execute_call(fn, header, buffers, self.learner_files)
+            reply, payload = callexec.execute_call(fn, header, buffers, self.learner_files)
             if self.guard is not None and self.guard.attempts:
                 reply["tripwires"] = reply.get("tripwires", []) + [a for a in self.guard.attempts if a not in reply.get("tripwires", [])]
             sys.stdout.flush()
             sys.stderr.flush()
-            send(fd, reply, out)
+            send(fd, reply, payload)
 
     def relay(self, header: dict[str, Any], buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         if self.child is None:
             return {"status": "crashed", "detail": "no case is running"}, []
         if self.child_dead is not None:
             return dict(self.child_dead), []
+        assert self.child_sock is not None and self.child_out is not None  # a case child is running (checked above)
         fd = self.child_sock.fileno()
         try:
             send(fd, header, buffers)
@@ -574,14 +575,16 @@ class Zygote:
 
     def _kill_with_trace(self) -> str:
         """Ask the child where it is (faulthandler), then kill it; return the learner's line if found."""
+        assert self.child is not None and self.child_trace is not None  # only asked while a case child runs
+        trace = self.child_trace
         try:
             os.kill(self.child, signal.SIGUSR1)
             time.sleep(0.2)
         except ProcessLookupError:
             pass
         self._kill_child()
-        self.child_trace.seek(0)
-        text = self.child_trace.read().decode("utf-8", "replace")
+        trace.seek(0)
+        text = trace.read().decode("utf-8", "replace")
         for line in text.splitlines():
             line = line.strip()
             for name in self.learner_files:
@@ -609,7 +612,7 @@ class Zygote:
 
     def _reap_description(self) -> str:
         try:
-            pid, status = os.waitpid(self.child, 0)
+            pid, status = os.waitpid(self.child if self.child is not None else -1, 0)
         except ChildProcessError:
             self.child = None
             return "the case's process disappeared"
@@ -692,9 +695,9 @@ def _stable_location(filename: str, line: int, function: str) -> str:
     except (SyntaxError, ValueError):
         return where
     loop = None
-    node: ast.AST = tree
+    node: Any = tree
     while True:
-        inner = [c for c in ast.iter_child_nodes(node) if getattr(c, "lineno", None) is not None and c.lineno <= line <= (c.end_lineno or c.lineno)]
+        inner = [c for c in ast.iter_child_nodes(node) if getattr(c, "lineno", None) is not None and getattr(c, "lineno") <= line <= (getattr(c, "end_lineno", None) or getattr(c, "lineno"))]
         if not inner:
             break
         node = inner[0]

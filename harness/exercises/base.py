@@ -109,8 +109,8 @@ class Misconception:
         from ..reference import variants
 
         if self.function is not None:
-            knobs = dict(self.knobs or {})
-            return lambda *args: getattr(variants, self.function)(*args, **knobs)
+            knobs, name = dict(self.knobs or {}), self.function
+            return lambda *args: getattr(variants, name)(*args, **knobs)
         if self.wrapper is not None:
             return self.wrapper
         from . import EXERCISES

@@ -34,12 +34,12 @@ class BlockExercise(StreamExercise):
     """A transformer block `f(x, params, n_heads, mask=None)` with the params of BLOCK_PARAM_SHAPES."""
 
     args = ("x", "params", "n_heads", "mask")
-    dims = ("batch", "seq", "d_model", "n_heads", "d_ff")
+    dims: tuple[str, ...] = ("batch", "seq", "d_model", "n_heads", "d_ff")
     arg_shapes = {"x": ("batch", "seq", "d_model"), **{f"params.{k}": v for k, v in BLOCK_PARAM_SHAPES.items()}}
     probe_dims = {"batch": 2, "seq": 3, "d_model": 8, "n_heads": 2, "d_ff": 5}
     skeleton_dims = {"batch": 2, "seq": 5, "d_model": 12, "n_heads": 3, "d_ff": 7}
     example_dims = {"batch": 1, "seq": 2, "d_model": 4, "n_heads": 2, "d_ff": 3}
-    sublayers = ("manual_attention", "multi_head_attention")
+    sublayers: tuple[str, ...] = ("manual_attention", "multi_head_attention")
 
     def more_params(self, rng: np.random.Generator, dims: dict[str, int], w: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         Dm, F = dims["d_model"], dims["d_ff"]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..reference import gradients
-from .base import Exercise, Misconception, normal, score_factor
+from .base import Exercise, Misconception, ProbeDesign, make_mask, normal, score_factor
 from .transformer_block import BLOCK_PARAM_SHAPES, BlockExercise
 
 COURSE_STACK = (
@@ -44,7 +44,6 @@ class TransformerStack(BlockExercise):
 
     def generate(self, spec: Any, dims: dict[str, int], rng: np.random.Generator) -> dict[str, Any]:
         """x, then each layer's params drawn afresh (no two layers alike, so order bugs show)."""
-        from ..inputs import make_mask
         from ..reference import numpy_ref
 
         B, T, Dm, H, L = (dims[k] for k in ("batch", "seq", "d_model", "n_heads", "n_layers"))
@@ -101,10 +100,15 @@ class TransformerStack(BlockExercise):
         return {"block": knobs}
 
     def vjp(self, args: list[Any], cotangent: np.ndarray) -> dict[str, np.ndarray]:
-        return gradients.transformer_stack_vjp(*args, cotangent)
+        x, layers, n_heads, mask = args
+        return gradients.transformer_stack_vjp(x, layers, n_heads, mask, cotangent)
+
+    def probe_designs(self, seed: Any) -> list[ProbeDesign]:
+        """None yet: the block's designs switch one params dict's sublayers off, and a stack has a list."""
+        return []
 
     def mistakes(self) -> list[Misconception]:
-        course = {"reference": COURSE_STACK}
+        course: dict[str, Any] = {"reference": COURSE_STACK}
         return [
             Misconception("stack.layers_reversed", self.name, "layers applied in reverse order",
                           "The layers run last to first (reversed(layers), layers[::-1], or an index counting down); layer 0 reads x first and "

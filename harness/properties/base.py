@@ -157,12 +157,12 @@ class CaseContext:
 
     def call(self, inputs: Inputs | list[Any], *, function: str | None = None, grad: GradRequest | None = None) -> CallOutcome:
         function = function or self.case.exercise
-        timed = self.timed and self.case.time_factor is not None and grad is None and function == self.case.exercise and isinstance(inputs, Inputs)
-        if timed:
+        timed = inputs if self.timed and self.case.time_factor is not None and grad is None and function == self.case.exercise and isinstance(inputs, Inputs) else None
+        if timed is not None:
             from .. import timing
 
             start = time.monotonic()
-            outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, stop_after=timing.stop_after(self.runner, self.case, inputs, self.dtype))
+            outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, stop_after=timing.stop_after(self.runner, self.case, timed, self.dtype))
             elapsed = time.monotonic() - start
         else:
             outcome = self.runner.call(function, inputs, backend=self.backend, dtype=self.dtype, grad=grad)
@@ -180,8 +180,10 @@ class CaseContext:
         if outcome.fatal:
             self.aborted = True
             raise CaseAborted(outcome)
-        if timed:
-            timing.check_speed(self, inputs, outcome, elapsed)
+        if timed is not None:
+            slow = timing.check_speed(self, timed, outcome, elapsed)
+            if slow is not None:
+                raise fail("slow", **slow)
         return outcome
 
     def call_ok(self, inputs: Inputs) -> tuple[CallOutcome, str]:
