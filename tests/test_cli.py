@@ -5,6 +5,7 @@ reproducibility."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -39,8 +40,10 @@ def buggy_json(tmp_path_factory):
 def test_correct_numpy_file_gets_full_marks_and_exit_0():
     proc = attnspec("grade", "examples/correct_numpy.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Total: 76/76 points (100.0%)" in proc.stdout
-    assert "All 71 cases passed." in proc.stdout
+    total = re.search(r"Total: ([0-9.]+)/([0-9.]+) points \(100\.0%\)", proc.stdout)
+    assert total and total.group(1) == total.group(2) and float(total.group(2)) > 0, proc.stdout
+    cases = re.search(r"All (\d+) cases passed\.", proc.stdout)
+    assert cases and int(cases.group(1)) > 0, proc.stdout
     assert proc.stderr == ""
 
 
@@ -177,8 +180,9 @@ def test_a_class_in_one_run_with_one_report_each(tmp_path):
     proc = attnspec("grade", str(folder), "--format", "json", "--output-dir", str(reports), "-j", "2")
     assert proc.returncode == 1
     assert sorted(p.name for p in reports.iterdir()) == ["correct_numpy.json", "mask_ignored.json", "post_norm_block.json"]
-    scores = {p.stem: json.loads(p.read_text())["score"] for p in reports.iterdir()}
-    assert scores["correct_numpy"] == 76 and scores["mask_ignored"] < 76
+    data = {p.stem: json.loads(p.read_text()) for p in reports.iterdir()}
+    correct, buggy = data["correct_numpy"], data["mask_ignored"]
+    assert correct["score"] == correct["max_score"] > 0 and buggy["score"] < buggy["max_score"]
     assert "3 submissions graded in" in proc.stdout
 
 
