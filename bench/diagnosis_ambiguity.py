@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from attnspec import diagnosis, misconceptions
-from attnspec.grade import ExerciseRun, FailureEvidence, check_instance
+from attnspec.casecheck import check_instance
+from attnspec.grade import ExerciseRun, FailureEvidence
 from attnspec.loader import load_spec
 from attnspec.misconceptions import Misconception
 from attnspec.probes import InProcessProber

@@ -284,7 +284,8 @@ def warm_up(spec: Any, options: Any, exercises: tuple[str, ...] | None = None) -
     limits) and the inputs it builds (memoized). For `exercises` (default: all), within
     --exercise; whatever is not prepared here, a grader process prepares when it needs it."""
     from .exercises import EXERCISES
-    from .grade import _cases_for, _drawn_examples, reference_time
+    from .casecheck import _drawn_examples, reference_time
+    from .grade import _cases_for
 
     scope = tuple(e for e in (options.exercises or tuple(EXERCISES)) if exercises is None or e in exercises)
     try:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .reports import FORMATS
+from .reports import REGISTRY as REPORT_FORMATS
 from .errors import AttnspecError, UsageError
 from .exercises import BACKENDS, EXERCISE_NAMES
 
@@ -55,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--exercise", action="append", choices=EXERCISE_NAMES, default=[], help="grade only this exercise (repeatable)")
     g.add_argument("--backend", choices=("auto", *BACKENDS, "both"), default="auto", help="auto: torch if the file imports torch, else numpy; a file that works with both is graded on both")
     _spec_options(g)
-    g.add_argument("--format", choices=("text", "json", "junit", "gradescope", "github", "html"), default="text", help="github: the text report in a log group plus annotations (GitHub Actions); html: a self-contained page with attention heatmaps (needs attnspec[html])")
+    g.add_argument("--format", choices=FORMATS, default="text", help="; ".join(f"{name}: {fmt.help}" for name, fmt in REPORT_FORMATS.items()))
     g.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     g.add_argument("--output-dir", metavar="DIR", help="with several submissions: one report per submission in DIR")
     g.add_argument("--visible-only", action="store_true", help="run only visible cases (the report says how many hidden ones were not run)")

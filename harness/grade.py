@@ -3,46 +3,41 @@
 This is the orchestration stage. It turns each (case, backend, dtype) into an `InstanceResult`
 by running the case's property against the submission in a fresh child process, scores the
 cases, runs diagnosis on the failures and checks the implementation rules. It prints nothing.
+Its parts: which backends a function works on (backendprobe.py), one case instance
+(casecheck.py), the implementation-rules verdict (rulesverdict.py).
 """
 
 from __future__ import annotations
 
-import copy
-import importlib.util
 import os
 import queue
 import re
 import shlex
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from random import Random
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 
 from . import __version__
 from .diagnosis import diagnose
 from .errors import BackendUnavailable, SubmissionError
-from .exercises import EXERCISES, reference_functions
-from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
-from .loader import build_fixed_inputs
+from .exercises import EXERCISES
 from .patterns import attach_patterns
 from .probes import SessionProber
-from .properties import PROPERTIES, CaseAborted, CaseContext, Failed, Observation
+from .properties import PROPERTIES, CaseContext, Observation
 from .reports.failure import redact, render_failure
 from .results import CaseResult, ExerciseResult, GradeResult, InstanceResult, LoadInfo, NotRun
-from .runner import CaseSession, InProcessRunner, Limits, LoadReport, WorkerPool, WorkerSession
+from .runner import CaseSession, Limits, LoadReport, WorkerPool, WorkerSession
 from .scoring import score_case, score_exercise
-from .specmodel import Case, InputSpec, Spec
+from .specmodel import Case, Spec
 from .static import StaticReport, analyze
 from .submission import Submission, load_submission
-
-SHRINK_CALL_BUDGET = 60
-PROBE_DIMS = {name: e.probe_dims for name, e in EXERCISES.items()}
+from .casecheck import case_limit, check_instance
+from .backendprobe import _backend_candidates, _probe_backends
+from .backendprobe import torch_available  # noqa: F401  (importers ask the grading stage whether torch is there)
+from .rulesverdict import _rules_case
 
 
 @dataclass(frozen=True)
@@ -74,10 +69,6 @@ class ExerciseRun:
     evidence: list[FailureEvidence] = field(default_factory=list)
     passed_evidence: list[FailureEvidence] = field(default_factory=list)
     tripwires: list[dict[str, Any]] = field(default_factory=list)
-
-
-def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None
 
 
 def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None = None, *, display: str | None = None, companions: list[str] | None = None) -> GradeResult:
@@ -197,20 +188,6 @@ def _load_info(submission: Submission, load: LoadReport) -> LoadInfo:
     if load.fatal:
         info.errors.append({"type": "LoadFailed", "message": load.fatal, "where": submission.display, "line": None, "file": None, "traceback": ""})
     return info
-
-
-def _backend_candidates(requested: str, static: StaticReport) -> list[str]:
-    if requested in ("numpy", "torch"):
-        wanted = [requested]
-    elif requested == "both":
-        wanted = ["numpy", "torch"]
-    else:
-        wanted = static.backend_hints
-    if "torch" in wanted and not torch_available():
-        if requested in ("torch", "both") or wanted == ["torch"]:
-            raise BackendUnavailable("this submission uses PyTorch, but torch is not installed here: pip install 'attnspec[torch]' (see README for the pinned version)")
-        wanted = [b for b in wanted if b != "torch"]
-    return wanted
 
 
 # ---------------------------------------------------------------- one exercise
@@ -339,62 +316,6 @@ def _missing_message(exercise: str, submission: Submission, static: StaticReport
     return message
 
 
-@dataclass
-class Probe:
-    """What one small call per candidate backend told us."""
-
-    backends: list[str]
-    notes: list[str]
-    not_implemented: str | None  # None, or where NotImplementedError came from ('' = the function itself)
-    tripwires: list[dict[str, Any]]
-
-
-def _probe_backends(exercise: str, candidates: list[str], session: WorkerSession, fn_static: Any, forbidden: list[str], limits: Limits) -> Probe:
-    """Try the function once per candidate backend on small inputs; keep the ones it handles."""
-    inputs = generate_inputs(exercise, _probe_spec(exercise), PROBE_DIMS[exercise], seed=0)
-    ok: list[str] = []
-    notes: list[str] = []
-    tripwires: list[Any] = []
-    plain = not EXERCISES[exercise].array_inputs
-    if plain:  # integer arguments: one call says which backend the answer is in (see Exercise.array_inputs)
-        candidates = candidates[:1]
-    for backend in candidates:
-        with session.case(f"{exercise}.probe.{backend}", min(10.0, limits.case_timeout), forbidden=forbidden) as cs:
-            outcome = cs.call(exercise, inputs, backend=backend, dtype="float64")
-        tripwires.extend(t for t in outcome.tripwires if t not in tripwires)
-        if outcome.status == "raised" and outcome.error and outcome.error.get("type") == "NotImplementedError":
-            return Probe([], [], _not_implemented_where(outcome.error, fn_static), tripwires)
-        kind = outcome.output.kind if outcome.output else None
-        if plain:
-            return Probe([{"ndarray": "numpy", "tensor": "torch"}.get(kind or "", backend)], [], None, tripwires)
-        if outcome.ok and kind == ("ndarray" if backend == "numpy" else "tensor"):
-            ok.append(backend)
-        elif len(candidates) > 1:
-            why = outcome.problem() if not outcome.ok else f"returned {outcome.output.describe() if outcome.output else 'None'}"
-            notes.append(f"not graded on {backend}: with {backend} inputs it {why.splitlines()[0]}")
-    if not ok:
-        ok = candidates[:1] if len(candidates) == 1 else [c for c in candidates if c == "torch"][:1] or candidates[:1]
-        notes = []
-    return Probe(ok, notes, None, tripwires)
-
-
-def _probe_spec(exercise: str) -> InputSpec:
-    return InputSpec(shapes=PROBE_DIMS[exercise])
-
-
-def _not_implemented_where(error: dict[str, Any], fn_static: Any) -> str:
-    """'' if the function itself raises NotImplementedError, else where it was raised (a stub it calls)."""
-    line = error.get("line")
-    if fn_static is None or line is None:
-        return ""
-    node = fn_static.node
-    if error.get("file") == fn_static.filename and node.lineno <= line <= (node.end_lineno or node.lineno):
-        return ""
-    last = (error.get("traceback") or "").strip().splitlines()
-    frame = next((t.strip() for t in reversed(last) if t.strip().startswith("File ")), "")
-    return f" (raised by code it calls: {frame})" if frame else " (raised by code it calls)"
-
-
 # ---------------------------------------------------------------- one case
 
 
@@ -449,45 +370,6 @@ def _run_case(
 
 
 BUDGET_SPENT = "not run: time budget spent"
-_REFERENCE_TIMES: dict[tuple[str, str], float | None] = {}
-_REFERENCE_LOCK = threading.Lock()
-
-
-def case_limit(case: Case, limits: Limits, remaining: float) -> float:
-    """The case's time limit: relative to the reference's own time on the same inputs, with a
-    floor (slow but honest code passes), never above the spec's timeout nor the submission's
-    remaining budget (so a hang costs the budget, not a timeout per case)."""
-    limit = case.timeout
-    if limits.case_factor > 0:
-        ref = reference_time(case)
-        if ref is not None:
-            limit = min(limit, max(limits.case_floor, limits.case_factor * ref))
-    return round(max(0.1, min(limit, remaining)), 1)
-
-
-def reference_time(case: Case) -> float | None:
-    """Seconds the NumPy reference takes to pass this case (all its dtypes), in process; measured
-    once per process and case. None when the case does not run on NumPy (torch-only cases keep the
-    spec's timeout) or the reference cannot run it."""
-    key = (case.id, repr(case))
-    with _REFERENCE_LOCK:
-        if key in _REFERENCE_TIMES:
-            return _REFERENCE_TIMES[key]
-    seconds: float | None = None
-    if "numpy" in case.backends:
-        runner = InProcessRunner(reference_functions("numpy"))
-        start = time.perf_counter()
-        ok = True
-        for dtype in case.dtypes:
-            ctx = CaseContext(case, "numpy", dtype, case.tolerances[dtype], runner, Limits())
-            ctx.recording = False
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                ok = ok and check_instance(ctx, case, shrink=False).outcome == "passed"
-        seconds = (time.perf_counter() - start) if ok else None
-    with _REFERENCE_LOCK:
-        _REFERENCE_TIMES[key] = seconds
-    return seconds
 
 
 def _close_case(cs: CaseSession) -> str:
@@ -552,242 +434,6 @@ def _run_instance(case: Case, backend: str, dtype: str, options: GradeOptions, c
     return inst, ctx.aborted
 
 
-def check_instance(ctx: CaseContext, case: Case, *, shrink: bool = True) -> InstanceResult:
-    """Run the case's property on fixed, literal or drawn inputs; every way it can end becomes a result."""
-    prop = PROPERTIES[case.property]
-    backend, dtype = ctx.backend, ctx.dtype
-    try:
-        if case.inputs is not None and case.inputs.is_drawn:
-            return _check_drawn(ctx, case, prop, shrink)
-        inputs = _memo_inputs(("fixed", case.id, case.exercise, case.property, repr(case.inputs), dtype), lambda: _fixed_inputs(case, dtype))
-        prop.check(ctx, cast(Inputs, inputs))  # None for a property that makes its own inputs (needs_inputs False)
-        return InstanceResult(backend, dtype, "passed")
-    except Failed as exc:
-        return InstanceResult(backend, dtype, exc.kind, exc.message, exc.likely, details=exc.details, failure=exc.failure)
-    except CaseAborted as exc:
-        return _aborted(ctx, case, exc)
-    except Exception as exc:  # noqa: BLE001 - fail closed: a bug in attnspec fails this case, with the reason, and nothing else
-        message = f"internal error in attnspec while checking this case ({type(exc).__name__}: {exc}); please report it"
-        return InstanceResult(backend, dtype, "error", message, failure={"kind": "internal", "outcome": "error", "claim": message, "hints": [], "claim_hidden": "internal error in attnspec while checking this case"})
-
-
-def _aborted(ctx: CaseContext, case: Case, exc: CaseAborted, example: str | None = None) -> InstanceResult:
-    """The case's process died (timeout, crash): an error with the kind of problem as data."""
-    message = f"{case.exercise} {exc.outcome.problem(ctx.limits)}"
-    failure = {"kind": exc.outcome.status, "outcome": "error", "claim": message, "function": case.exercise, "hints": [], "claim_hidden": f"{case.exercise} did not return ({exc.outcome.status})"}
-    return InstanceResult(ctx.backend, ctx.dtype, "error", message, example=example, failure=failure)
-
-
-_INPUTS: OrderedDict[tuple[Any, ...], Inputs | None] = OrderedDict()
-_INPUTS_LOCK = threading.Lock()
-_INPUTS_MAX = 4096
-
-
-def _fixed_inputs(case: Case, dtype: str) -> Inputs | None:
-    inputs = build_fixed_inputs(case)
-    return cast_inputs(inputs, dtype) if inputs is not None else None
-
-
-def _memo_inputs(key: tuple[Any, ...], build: Any) -> Inputs | None:
-    """Inputs are a pure function of (case, shapes, seed, dtype): a class run builds each once per
-    grader process and hands every submission its own copy (a property may change its copy)."""
-    with _INPUTS_LOCK:
-        hit = _INPUTS.get(key)
-        if hit is not None:
-            _INPUTS.move_to_end(key)
-    if hit is None:
-        hit = build()
-        with _INPUTS_LOCK:
-            _INPUTS[key] = hit
-            while len(_INPUTS) > _INPUTS_MAX:
-                _INPUTS.popitem(last=False)
-    return copy.deepcopy(hit)
-
-
-def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:
-    """Hypothesis draws shapes and seeds (deterministically) and shrinks to the smallest failure.
-
-    Until an example fails, what Hypothesis draws does not depend on the function graded: the
-    examples are drawn once per process and case (`_drawn_examples`) and each submission's are
-    checked in that order. Only when one fails does Hypothesis run for this submission, to shrink;
-    it draws the same examples first, and those already checked are answered from their results,
-    so the function is called exactly as if Hypothesis had run from the start."""
-    from hypothesis import find
-    from hypothesis.errors import NoSuchExample
-
-    spec = case.inputs
-    assert spec is not None
-    state: dict[str, Any] = {"evaluations": 0, "aborted": None, "slow": None}
-    shrink = shrink and case.time_factor is None  # realistic sizes: a failure is reported as drawn, not shrunk
-    budget = case.examples + SHRINK_CALL_BUDGET
-
-    def make(drawn: tuple[dict[str, int], int]) -> Inputs:
-        dims, seed = drawn
-        key = ("drawn", case.exercise, repr(spec), tuple(sorted(dims.items())), seed, ctx.dtype)
-        return cast(Inputs, _memo_inputs(key, lambda: cast_inputs(generate_inputs(case.exercise, spec, dims, seed), ctx.dtype)))
-
-    def evaluate(drawn: tuple[dict[str, int], int]) -> bool:
-        if state["aborted"] is not None or state["slow"] is not None:
-            return True  # the case's process is gone, or a call was too slow: no more calls, the same verdict every time (never 'flaky')
-        if state["evaluations"] >= budget:
-            return False
-        state["evaluations"] += 1
-        try:
-            prop.check(ctx, make(drawn))
-        except Failed as exc:
-            if exc.failure.get("kind") == "slow":
-                state["slow"] = (exc, drawn)
-            return True
-        except CaseAborted as exc:
-            state["aborted"] = (exc, drawn)
-            return True
-        return False
-
-    ctx.recording = False
-    try:
-        examples: list[Any] | None = _drawn_examples(case, shrink)
-    except Exception:  # noqa: BLE001 - Hypothesis cannot draw for this case: the search below meets the same problem, as it always did
-        examples = None
-    checked: list[tuple[Any, bool | Exception]] = []  # (drawn, whether it failed, or what the check raised)
-    for drawn in examples or []:
-        try:
-            failed = evaluate(drawn)
-        except Exception as exc:  # noqa: BLE001 - re-raised below at the same example, where Hypothesis handles it as it would have
-            checked.append((drawn, exc))
-            break
-        checked.append((drawn, failed))
-        if failed:
-            break
-    else:
-        if examples is not None:
-            return InstanceResult(ctx.backend, ctx.dtype, "passed")
-    if state["aborted"] is not None:  # Hypothesis would only get True from here on, and call nothing more
-        gone, drawn = state["aborted"]
-        return _aborted(ctx, case, gone, make(drawn).label())
-    if state["slow"] is not None:  # too slow: reported on the example it happened on (a rerun would cost as much again)
-        slow, drawn = state["slow"]
-        return InstanceResult(ctx.backend, ctx.dtype, slow.kind, slow.message, slow.likely, example=make(drawn).label(), details=slow.details, failure=slow.failure)
-    replayed = {"next": 0}
-
-    def fails(drawn: tuple[dict[str, int], int]) -> bool:
-        i = replayed["next"]
-        if 0 <= i < len(checked):  # the examples already checked, drawn again in the same order
-            known, outcome = checked[i]
-            if known == drawn:
-                replayed["next"] = i + 1
-                if isinstance(outcome, Exception):
-                    raise outcome
-                return outcome
-            replayed["next"] = -1  # (never expected: Hypothesis drew something else; from here on, check for real)
-        return evaluate(drawn)
-
-    try:
-        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=_drawn_settings(case, shrink), random=Random(spec.seed))
-    except NoSuchExample:
-        if state["aborted"] is None:
-            return InstanceResult(ctx.backend, ctx.dtype, "passed")
-    except Exception:  # noqa: BLE001 - Hypothesis' verdicts on a dead case (Flaky, FlakyFailure): the timeout or crash is the verdict
-        if state["aborted"] is None:
-            raise
-    if state["aborted"] is not None:
-        exc, drawn = state["aborted"]
-        return _aborted(ctx, case, exc, make(drawn).label())
-    if state["slow"] is not None:  # reported on the example it happened on (a rerun would cost as much again)
-        slow, drawn = state["slow"]
-        return InstanceResult(ctx.backend, ctx.dtype, slow.kind, slow.message, slow.likely, example=make(drawn).label(), details=slow.details, failure=slow.failure)
-    inputs = make(minimal)
-    ctx.recording = True
-    try:
-        prop.check(ctx, inputs)
-    except Failed as exc:
-        return InstanceResult(ctx.backend, ctx.dtype, exc.kind, exc.message, exc.likely, example=inputs.label(), details=exc.details, failure=exc.failure)
-    except CaseAborted as exc:
-        return _aborted(ctx, case, exc, inputs.label())
-    message = "the submission failed this example once and passed it when rerun: its output is not deterministic"
-    return InstanceResult(ctx.backend, ctx.dtype, "error", message, example=inputs.label(), failure={"kind": "nondeterministic", "outcome": "error", "claim": message, "hints": [], "claim_hidden": message})
-
-
-_EXAMPLES: dict[tuple[str, bool], list[Any]] = {}
-_EXAMPLES_LOCK = threading.Lock()
-
-
-def _drawn_settings(case: Case, shrink: bool) -> Any:
-    from hypothesis import HealthCheck, Phase, Verbosity, settings
-
-    return settings(
-        max_examples=case.examples,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        verbosity=Verbosity.quiet,
-    )
-
-
-def _drawn_examples(case: Case, shrink: bool) -> list[Any]:
-    """The (dims, seed) examples Hypothesis draws for this case while none fails, in order: the
-    same for every submission (seeded, no example database), so drawn once per process and case
-    (a class run draws them before its grader processes are forked)."""
-    from hypothesis import find
-    from hypothesis.errors import NoSuchExample
-
-    key = (repr(case), shrink)
-    with _EXAMPLES_LOCK:
-        hit = _EXAMPLES.get(key)
-    if hit is not None:
-        return hit
-    assert case.inputs is not None
-    drawn: list[Any] = []
-
-    def record(example: Any) -> bool:
-        drawn.append(copy.deepcopy(example))
-        return False
-
-    try:
-        find(shapes_strategy(case.exercise, case.inputs, PROPERTIES[case.property].fixed_dims), record, settings=_drawn_settings(case, shrink), random=Random(case.inputs.seed))
-    except NoSuchExample:
-        pass
-    with _EXAMPLES_LOCK:
-        _EXAMPLES[key] = drawn
-    return drawn
-
-
 # ---------------------------------------------------------------- implementation rules
 
 
-def _rules_case(exercise: str, rules: Any, static: StaticReport, load: LoadReport, run: ExerciseRun, submission: Submission) -> CaseResult:
-    apis = [f.api for f in rules.forbidden]
-    reasons = {f.api: f.reason for f in rules.forbidden}
-    problems = []
-    for use in static.forbidden_uses(exercise, apis):
-        where = submission.where(use.filename, use.line)
-        problems.append(f"{use.function or exercise} uses {use.api} ({where}): {reasons[use.api]}")
-    for hit in run.tripwires:
-        if hit["api"].startswith("import "):
-            continue
-        where = submission.where(hit.get("file"), hit.get("line")) or "somewhere in code it calls"
-        text = f"{exercise} called {hit['api']} at run time ({where}): {reasons.get(hit['api'], 'forbidden for this exercise')}"
-        if not any(hit["api"] in p and where in p for p in problems):
-            problems.append(text)
-    for use in static.introspection:
-        problems.append(f"the submission inspects the grader's {use.api} ({submission.where(use.filename, use.line)}): submissions may not reach into the grader's own objects")
-    for use in static.attnspec_imports:
-        problems.append(f"the submission imports attnspec ({submission.where(use.filename, use.line)}): submissions may not use the grader's package")
-    for hit in load.tripwires + [h for h in run.tripwires if h["api"].startswith("import ")]:
-        text = f"the submission tried to {hit['api']} ({submission.where(hit.get('file'), hit.get('line')) or 'at run time'}): submissions may not use the grader's package"
-        if text not in problems and not static.attnspec_imports:
-            problems.append(text)
-    case = CaseResult(
-        case_id=rules.case_id,
-        exercise=exercise,
-        title="implementation rules: no forbidden APIs, no import of attnspec",
-        property="implementation_rules",
-        visibility="visible",
-        max_points=rules.points,
-        points=0.0 if problems else rules.points,
-        outcome="failed" if problems else "passed",
-        feedback="Write the computation yourself; the numbers are still graded by the other cases.",
-        inputs="static analysis of the source and run-time tracing of calls",
-    )
-    case.instances.append(InstanceResult("any", "any", case.outcome, "\n".join(problems)))
-    return case

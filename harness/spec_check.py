@@ -15,7 +15,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import exercises, misconceptions
-from .grade import check_instance, torch_available
+from .backendprobe import torch_available
+from .casecheck import check_instance
 from .properties import CaseContext
 from .runner import InProcessRunner, Limits
 from .specmodel import Case, Spec

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from attnspec import grade as G
+from attnspec import casecheck as G
 from attnspec.loader import load_spec
 from attnspec.properties import CaseContext
 from attnspec.reference import numpy_ref

@@ -443,3 +443,17 @@ def test_case_hints_render_from_catalogue_ids():
     assert "Likely mistake: softmax over the query axis [ma.softmax_query_axis]" in render_text(result)
     inst.failure["hints"] = []
     assert "Likely mistake" not in render_text(result)
+
+
+def test_every_registered_format_renders_and_the_cli_offers_exactly_the_registry():
+    from attnspec.cli import _parser
+    from attnspec.reports import REGISTRY
+
+    for fmt in FORMATS:
+        if fmt == "html":
+            pytest.importorskip("matplotlib")
+        assert render(failures(), fmt).strip(), fmt
+    grade_command = next(a for a in _parser()._subparsers._group_actions[0].choices["grade"]._actions if "--format" in a.option_strings)
+    assert tuple(grade_command.choices) == FORMATS == tuple(REGISTRY)
+    with pytest.raises(ValueError, match="unknown report format 'pdf'"):
+        render(failures(), "pdf")

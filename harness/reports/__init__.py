@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..results import CaseResult, Diagnosis, ExerciseResult, GradeResult, InstanceResult
 
-FORMATS = ("text", "json", "junit", "gradescope", "github", "html")
+@dataclass(frozen=True)
+class ReportFormat:
+    """One `--format`: the module and function that render it (imported only when used, so a
+    format's dependencies, e.g. matplotlib for html, cost nothing elsewhere), and its help line."""
+
+    module: str
+    function: str
+    help: str
+    options: tuple[str, ...] = ()  # which of render()'s keyword options the renderer takes
+
+
+#: The report formats, in the order `--help` lists them; the CLI reads its choices from here.
+REGISTRY: dict[str, ReportFormat] = {
+    "text": ReportFormat("text", "render_text", "the terminal report (colour on a terminal)", ("color", "verbose", "max_failures", "concise")),
+    "json": ReportFormat("json_report", "render_json", "the whole result as JSON (docs/output-formats.md)", ("timings",)),
+    "junit": ReportFormat("junit", "render_junit", "JUnit XML, one testcase per case instance"),
+    "gradescope": ReportFormat("gradescope", "render_gradescope", "Gradescope's results.json"),
+    "github": ReportFormat("github", "render_github", "the text report in a log group plus annotations (GitHub Actions)"),
+    "html": ReportFormat("html", "render_html", "a self-contained page with attention heatmaps (needs attnspec[html])", ("concise",)),
+}
+FORMATS = tuple(REGISTRY)
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -27,30 +49,11 @@ def render(result: "GradeResult", fmt: str, *, color: bool = False, verbose: boo
     """Render `result` in one of `FORMATS`; `color` and `verbose` only affect the text format;
     `concise` (first failing case per property) and `max_failures` limit the failure blocks of text;
     `timings=False` leaves wall-clock times out of the JSON format (reproducible bytes)."""
-    if fmt == "text":
-        from .text import render_text
-
-        return render_text(result, color=color, verbose=verbose, max_failures=max_failures, concise=concise)
-    if fmt == "json":
-        from .json_report import render_json
-
-        return render_json(result, timings=timings)
-    if fmt == "junit":
-        from .junit import render_junit
-
-        return render_junit(result)
-    if fmt == "gradescope":
-        from .gradescope import render_gradescope
-
-        return render_gradescope(result)
-    if fmt == "github":
-        from .github import render_github
-
-        return render_github(result)
-    if fmt == "html":
-        from .html import render_html
-
-        return render_html(result, concise=concise)
+    spec = REGISTRY.get(fmt)
+    if spec is not None:
+        renderer = getattr(importlib.import_module(f"{__name__}.{spec.module}"), spec.function)
+        given = {"color": color, "verbose": verbose, "max_failures": max_failures, "concise": concise, "timings": timings}
+        return str(renderer(result, **{k: given[k] for k in spec.options}))
     raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
