@@ -10,6 +10,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+# Integer arithmetic, the same on both backends: one definition (numpy_ref's).
+from .numpy_ref import attention_param_count  # noqa: F401  (the backend's reference for the count)
+
 LAYER_NORM_EPS = 1e-5
 
 
@@ -91,11 +94,3 @@ def transformer_stack(x: torch.Tensor, layers: list, n_heads: int, mask: torch.T
         x = transformer_block(x, params, n_heads, mask)  # (B, T, d_model), the same mask for every layer
     return x
 
-
-def attention_param_count(d_model: int, d_head: int, n_heads: int, n_layers: int) -> int:
-    """Attention weights of a model (no biases): per head W_Q, W_K, Value_down and Value_up, each
-    d_model x d_head; n_heads heads per block; n_layers blocks. An exact Python int."""
-    per_matrix = d_model * d_head
-    per_head = 4 * per_matrix
-    per_block = n_heads * per_head
-    return int(n_layers * per_block)
