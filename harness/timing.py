@@ -50,11 +50,17 @@ def floor_seconds(inputs: Inputs) -> float:
 
 
 def input_megabytes(inputs: Inputs) -> float:
-    total = 0
-    for value in inputs.positional():
-        arrays = value.values() if isinstance(value, dict) else [value]
-        total += sum(getattr(a, "size", 0) * 8 for a in arrays)  # sent as float64
-    return total / 1e6
+    """Megabytes the inputs take on the way to the case child (sent as float64): arrays, the
+    arrays of a params dict, and those of every dict in a list (a stack's layers)."""
+
+    def size(value: Any) -> int:
+        if isinstance(value, dict):
+            return sum(size(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(size(v) for v in value)
+        return int(getattr(value, "size", 0)) * 8
+
+    return sum(size(value) for value in inputs.positional()) / 1e6
 
 
 def allowed_seconds(factor: float, reference: float, floor: float = TIME_FLOOR_S) -> float:

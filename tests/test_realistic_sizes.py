@@ -104,3 +104,19 @@ def test_a_vectorised_stack_passes_its_realistic_case(realistic, tmp_path):
     result = grade(str(path), realistic, GradeOptions(case_ids=("stack.realistic.causal",), exercises=("transformer_stack",)))
     (case,) = [c for e in result.exercises for c in e.cases]
     assert case.case_id == "stack.realistic.causal" and case.passed, case.message
+
+
+def test_the_floor_counts_every_array_sent_including_a_stacks_layers():
+    import numpy as np
+
+    from attnspec.inputs import Inputs
+
+    x = np.zeros((2, 128, 768))
+    layer = {"W_Q": np.zeros((768, 768)), "b_in": np.zeros(3072)}
+    dims = {"batch": 2, "seq": 128, "d_model": 768, "n_heads": 12, "d_ff": 3072, "n_layers": 2}
+    one = Inputs("transformer_stack", {"x": x, "layers": [layer], "n_heads": 12, "mask": None}, dims, "none")
+    two = Inputs("transformer_stack", {"x": x, "layers": [layer, layer], "n_heads": 12, "mask": None}, dims, "none")
+    per_layer = (768 * 768 + 3072) * 8 / 1e6
+    assert math.isclose(timing.input_megabytes(one), x.size * 8 / 1e6 + per_layer)
+    assert math.isclose(timing.input_megabytes(two) - timing.input_megabytes(one), per_layer)
+    assert timing.floor_seconds(two) > timing.floor_seconds(one) > timing.TIME_FLOOR_S
