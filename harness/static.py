@@ -230,3 +230,31 @@ def _is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
                 continue
         return False
     return True
+
+
+# ---------------------------------------------------------------- where a running line sits
+
+_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _spans(node: ast.AST, line: int) -> bool:
+    """Whether `line` lies within the node's lines (nodes without positions span nothing)."""
+    first = getattr(node, "lineno", None)
+    return first is not None and first <= line <= (getattr(node, "end_lineno", None) or first)
+
+
+def outermost_loop(tree: ast.AST, line: int) -> ast.AST | None:
+    """The outermost loop around `line` within its innermost function (a sample of a looping
+    frame lands on any line of the loop; its first line is the same in every run)."""
+    loop = None
+    node = tree
+    while True:
+        inner = [c for c in ast.iter_child_nodes(node) if _spans(c, line)]
+        if not inner:
+            return loop
+        node = inner[0]
+        if isinstance(node, _SCOPES):
+            loop = None  # only loops inside the innermost function count
+        elif isinstance(node, _LOOPS) and loop is None:
+            loop = node

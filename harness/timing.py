@@ -25,6 +25,7 @@ from typing import Any
 
 from .exercises import EXERCISES, reference_functions
 from .inputs import Inputs
+from .static import outermost_loop
 
 TIME_FLOOR_S = 1.0  # no call fails for speed under this: IPC and a busy machine's noise stay below it
 TRANSFER_S_PER_MB = 0.02  # ... plus this per MB of inputs: the grader's time to pass them to the child (~1 s for a block)
@@ -222,38 +223,17 @@ def _source_line(text: str | None, line: int) -> str:
     return lines[line - 1].strip()[:120] if 0 < line <= len(lines) else "?"
 
 
-_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_TREES: dict[int, Any] = {}
-
-
-def _spans(node: ast.AST, line: int) -> bool:
-    """Whether `line` lies within the node's lines (nodes without positions span nothing)."""
-    first = getattr(node, "lineno", None)
-    return first is not None and first <= line <= (getattr(node, "end_lineno", None) or first)
+_TREES: dict[int, ast.Module | None] = {}
 
 
 def _outer_loop(text: str, line: int) -> int | None:
     """The first line of the outermost loop around `line` within its innermost function."""
     key = hash(text)
-    tree = _TREES.get(key)
-    if tree is None:
+    if key not in _TREES:
         try:
-            tree = ast.parse(text)
+            _TREES[key] = ast.parse(text)
         except (SyntaxError, ValueError):
-            tree = False
-        _TREES[key] = tree
-    if tree is False:
-        return None
-    loop = None
-    node: Any = tree
-    while True:
-        inner = [c for c in ast.iter_child_nodes(node) if _spans(c, line)]
-        if not inner:
-            break
-        node = inner[0]
-        if isinstance(node, _SCOPES):
-            loop = None
-        elif isinstance(node, _LOOPS) and loop is None:
-            loop = node
+            _TREES[key] = None  # unparsable: no loop to name
+    tree = _TREES[key]
+    loop: Any = outermost_loop(tree, line) if tree is not None else None
     return loop.lineno if loop is not None else None

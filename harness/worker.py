@@ -37,6 +37,7 @@ from typing import Any
 
 from . import callexec, sandbox
 from .exercises import FUNCTIONS
+from .static import outermost_loop
 from .protocol import MAX_LOAD_HEADER, Call, CorruptMessage, Load, ProtocolError, Timeout, corrupted, mib, recv, send
 
 OUTPUT_HEAD = 6000
@@ -681,10 +682,6 @@ def _fit_error(error: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-
-
 def _stable_location(filename: str, line: int, function: str) -> str:
     """Where a timed-out case was running, the same in every run: a sample of a looping frame lands
     on any line of the loop, so it is reported as the first line of the outermost loop around it
@@ -694,17 +691,7 @@ def _stable_location(filename: str, line: int, function: str) -> str:
         tree = ast.parse("".join(linecache.getlines(filename)))
     except (SyntaxError, ValueError):
         return where
-    loop = None
-    node: Any = tree
-    while True:
-        inner = [c for c in ast.iter_child_nodes(node) if getattr(c, "lineno", None) is not None and getattr(c, "lineno") <= line <= (getattr(c, "end_lineno", None) or getattr(c, "lineno"))]
-        if not inner:
-            break
-        node = inner[0]
-        if isinstance(node, _SCOPES):
-            loop = None  # only loops inside the innermost function count
-        elif isinstance(node, _LOOPS) and loop is None:
-            loop = node
+    loop: Any = outermost_loop(tree, line)
     if loop is None or loop.lineno == line and (loop.end_lineno or loop.lineno) == line:
         return where
     return f'File "{filename}", line {loop.lineno} in {function} (the loop that starts there)'
