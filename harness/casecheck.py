@@ -11,11 +11,13 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from dataclasses import replace
 from random import Random
 from typing import Any, cast
 
 import numpy as np
 
+from . import refcache
 from .exercises import reference_functions
 from .inputs import Inputs, cast_inputs, generate_inputs, shapes_strategy
 from .loader import build_fixed_inputs
@@ -113,18 +115,32 @@ def _fixed_inputs(case: Case, dtype: str) -> Inputs | None:
 
 def _memo_inputs(key: tuple[Any, ...], build: Any) -> Inputs | None:
     """Inputs are a pure function of (case, shapes, seed, dtype): a class run builds each once per
-    grader process and hands every submission its own copy (a property may change its copy)."""
+    grader process and hands every submission its own copy of the containers around the same
+    read-only arrays (a property may replace an argument in its copy, never write into one).
+    Read-only arrays also let the reference's outputs on them be remembered (harness/refcache.py)."""
     with _INPUTS_LOCK:
         hit = _INPUTS.get(key)
         if hit is not None:
             _INPUTS.move_to_end(key)
     if hit is None:
-        hit = build()
+        built = build()
+        hit = replace(built, args=refcache.freeze(built.args)) if built is not None else None
         with _INPUTS_LOCK:
             _INPUTS[key] = hit
             while len(_INPUTS) > _INPUTS_MAX:
                 _INPUTS.popitem(last=False)
-    return copy.deepcopy(hit)
+    if hit is None:
+        return None
+    return replace(hit, args=_containers(hit.args), dims=dict(hit.dims), notes=copy.deepcopy(hit.notes))
+
+
+def _containers(value: Any) -> Any:
+    """A copy of the dicts and lists in `value`, sharing the (read-only) arrays and numbers."""
+    if isinstance(value, dict):
+        return {k: _containers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_containers(v) for v in value]
+    return value
 
 
 def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> InstanceResult:

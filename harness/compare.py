@@ -42,6 +42,8 @@ def compare_values(got: np.ndarray, expected: np.ndarray, tol: Tolerance, what: 
         return Mismatch(f"{what}.shape={tuple(got.shape)}, but should be {tuple(expected.shape)}", {"got_shape": list(got.shape), "expected_shape": list(expected.shape), "what": what})
     if got.size == 0:
         return None
+    if _all_close(got, expected, tol):
+        return None
     both_inf = np.isinf(got) & np.isinf(expected) & (np.sign(got) == np.sign(expected))
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.where(both_inf, 0.0, np.abs(got - expected))
@@ -86,9 +88,29 @@ def compare_values(got: np.ndarray, expected: np.ndarray, tol: Tolerance, what: 
     return Mismatch(message, details)
 
 
+def _all_close(got: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
+    """The common verdict, in a few passes without temporaries: every |got - expected| within
+    atol + rtol*|expected|, all finite. False sends the caller to the full comparison (which also
+    accepts infinities of the same sign where the reference has them)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.subtract(got, expected, dtype=np.float64)
+        np.abs(diff, out=diff)
+        allowed = np.abs(expected, dtype=np.float64)
+        allowed *= tol.rtol
+        allowed += tol.atol
+        if not np.isfinite(allowed).all():
+            return False
+        return bool(np.less_equal(diff, allowed, out=np.empty(diff.shape, dtype=bool)).all())
+
+
 def _samples(got: np.ndarray, expected: np.ndarray, bad: np.ndarray, diff: np.ndarray, limit: int = 4) -> list[dict[str, Any]]:
     flat = np.flatnonzero(bad.ravel())
-    order = flat[np.argsort(-diff.ravel()[flat], kind="stable")][:limit]
+    values = diff.ravel()[flat]
+    if flat.size > 4 * limit:  # only the `limit` largest are shown: sort those (ties kept in index order), not every bad element
+        cut = np.partition(values, values.size - limit)[values.size - limit]
+        keep = values >= cut
+        flat, values = flat[keep], values[keep]
+    order = flat[np.argsort(-values, kind="stable")][:limit]
     out = []
     for f in sorted(order):
         idx = np.unravel_index(int(f), got.shape)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import misconceptions, probes
+from . import misconceptions, probes, refcache
 from .exercises import EXERCISES
 from .inputs import Inputs
 from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
@@ -735,8 +735,8 @@ def _rel_error(c: _Call) -> float:
 
 
 def _cast(value: Any, dtype: str) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.astype(dtype)
+    if isinstance(value, np.ndarray):  # remembered for read-only inputs, so a mistake's output on the cast is too
+        return refcache.cached(("cast", dtype), [value], lambda: value.astype(dtype))
     if isinstance(value, dict):
         return {k: _cast(v, dtype) for k, v in value.items()}
     if isinstance(value, list):

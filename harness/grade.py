@@ -262,23 +262,18 @@ def _ungradable(exercise: str, submission: Submission, static: StaticReport, loa
 def _run_cases(
     cases: list[Case], backends: list[str], options: GradeOptions, submission: Submission, sessions: list[WorkerSession], run: ExerciseRun, deadline: float, forbidden: list[str]
 ) -> None:
-    """Run the cases, one per worker at a time, and merge their results in spec order (so the
-    report does not depend on which worker finished first)."""
-    todo: queue.Queue[tuple[int, Case]] = queue.Queue()
-    for item in enumerate(cases):
-        todo.put(item)
+    """Run the cases, dealt to the zygotes in turn (case i to zygote i mod n, each in spec order,
+    so what ran before a case in its process is the same in every grading), and merge their
+    results in spec order."""
     finished: list[Any] = [None] * len(cases)
 
-    def serve(session: WorkerSession) -> None:  # each worker takes the next case as soon as it is free
-        while True:
-            try:
-                index, case = todo.get_nowait()
-            except queue.Empty:
-                return
+    def serve(k: int, session: WorkerSession) -> None:
+        mine = list(range(k, len(cases), len(sessions)))
+        for n, index in enumerate(mine):
             part = ExerciseRun(run.result)
-            finished[index] = (_run_case(case, backends, options, submission, session, part, deadline, forbidden, last=todo.empty()), part)
+            finished[index] = (_run_case(cases[index], backends, options, submission, session, part, deadline, forbidden, last=n == len(mine) - 1), part)
 
-    for future in [_case_threads(len(sessions)).submit(serve, each) for each in sessions]:
+    for future in [_case_threads(len(sessions)).submit(serve, k, each) for k, each in enumerate(sessions)]:
         future.result()
     for case_result, part in finished:
         run.result.cases.append(case_result)
@@ -338,35 +333,80 @@ def _run_case(
         repro=_repro(submission, case, options),
     )
     start = time.monotonic()
+    attempt = ExerciseRun(run.result)
+    fresh = session.history == "matters"
+    instances, outputs, reused = _attempt_case(case, backends, options, session, attempt, deadline, forbidden, last=last, fresh=fresh, submission=submission)
+    if reused and session.history == "unknown" and _rerun_fresh(instances) and deadline - time.monotonic() > 2 * (time.monotonic() - start) + 1.0:
+        # The first case that fails in a child earlier cases ran in is run again in a fresh one.
+        # The same result: this zygote's later cases keep sharing a child. Another: earlier
+        # cases changed this one's verdict, so the fresh run is reported and every later case of
+        # this zygote gets a fresh child of its own.
+        again = ExerciseRun(run.result)
+        retried = _attempt_case(case, backends, options, session, again, deadline, forbidden, last=last, fresh=True, submission=submission)
+        if not any(_budget_spent(i) for i in retried[0]):
+            same = [_verdict(i) for i in instances] == [_verdict(i) for i in retried[0]]
+            session.history = "irrelevant" if same else "matters"
+            attempt, (instances, outputs, _) = again, retried
+    run.evidence.extend(attempt.evidence)
+    run.passed_evidence.extend(attempt.passed_evidence)
+    run.tripwires.extend(t for t in attempt.tripwires if t not in run.tripwires)
+    for inst in instances:
+        if hidden:
+            _redact(inst)
+        result.instances.append(inst)
+    result.output = "\n".join(o for o in outputs if o)[:8000]
+    result.duration = round(time.monotonic() - start, 4)
+    score_case(result)
+    if instances and all(_budget_spent(i) for i in instances):
+        result.outcome = "not_run"
+    return result
+
+
+def _attempt_case(
+    case: Case, backends: list[str], options: GradeOptions, session: WorkerSession, run: ExerciseRun, deadline: float, forbidden: list[str], *,
+    last: bool, fresh: bool, submission: Submission,
+) -> tuple[list[InstanceResult], list[str], bool]:
+    """Every (backend, dtype) of the case, in one child process of the zygote (a fresh one after a
+    crash or timeout). Returns the instances, the printed output, and whether any of them ran in
+    a child that had run an earlier case."""
+    instances: list[InstanceResult] = []
     outputs: list[str] = []
-    # One child process per case, shared by its backends and dtypes; a fresh one after a crash.
+    reused = False
     cs: CaseSession | None = None
-    skipped = 0
     for backend in [b for b in backends if b in case.backends]:
         for dtype in case.dtypes:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 message = f"{BUDGET_SPENT} (the submission's {options.limits.submission_timeout:g} s budget was used up by earlier cases)"
                 inst = InstanceResult(backend, dtype, "error", message, failure={"kind": "not_run", "outcome": "error", "claim": message, "hints": [], "claim_hidden": message})
-                skipped += 1
             else:
                 if cs is None:
-                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden, last=last).__enter__()
+                    cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden, last=last, fresh=fresh).__enter__()
+                    reused = reused or (cs.lost is None and not cs.fresh)
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run, submission=submission)
                 if aborted:
                     outputs.append(_close_case(cs))
                     cs = None
-            if hidden:
-                _redact(inst)
-            result.instances.append(inst)
+            instances.append(inst)
     if cs is not None:
         outputs.append(_close_case(cs))
-    result.output = "\n".join(o for o in outputs if o)[:8000]
-    result.duration = round(time.monotonic() - start, 4)
-    score_case(result)
-    if skipped and skipped == len(result.instances):
-        result.outcome = "not_run"
-    return result
+    return instances, outputs, reused
+
+
+_NOT_RERUN = frozenset({"timeout", "slow", "not_run", "worker_lost"})  # a rerun would only spend the budget again
+
+
+def _rerun_fresh(instances: list[InstanceResult]) -> bool:
+    return any(i.outcome != "passed" and (i.failure or {}).get("kind") not in _NOT_RERUN for i in instances)
+
+
+def _verdict(inst: InstanceResult) -> tuple[Any, ...]:
+    """What a report says about an instance, without its timings."""
+    return (inst.backend, inst.dtype, inst.outcome, inst.message, inst.likely, inst.example, repr(inst.details), repr(inst.failure))
+
+
+def _budget_spent(inst: InstanceResult) -> bool:
+    return (inst.failure or {}).get("kind") == "not_run"
 
 
 BUDGET_SPENT = "not run: time budget spent"

@@ -523,12 +523,14 @@ class CaseStart(Message):
     OP: ClassVar[str] = "case_start"
     case: str = bounded(300)
     timeout: float = 10.0
+    fresh: bool = False  # True: run it in a child that has run no case before (forked for it)
 
 
 @dataclass
 class CaseStarted(Message):
     OP: ClassVar[str] = "case_started"
     pid: int | None = None
+    fresh: bool = False  # the child had run no case before this one
 
 
 @dataclass
@@ -581,7 +583,7 @@ class CallReply(Message):
 @dataclass
 class CaseEnd(Message):
     OP: ClassVar[str] = "case_end"
-    spare: bool = True  # False: no case follows soon, so no spare child is forked ahead
+    spare: bool = True  # False: no case follows soon, so no replacement child is forked ahead
 
 
 @dataclass

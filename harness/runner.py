@@ -33,6 +33,8 @@ from .protocol import (
     CallReply,
     CaseEnd,
     CaseEnded,
+    CaseStart,
+    CaseStarted,
     CorruptMessage,
     GradSpec,
     Loaded,
@@ -556,6 +558,9 @@ class WorkerSession:
         self.init: int | None = None  # the sandbox's PID 1: killing it ends every process in the sandbox
         self.load: LoadReport = LoadReport(ok=False)
         self.restarts = 0
+        # Whether a case's verdict depends on the cases run before it in the same child: "unknown"
+        # until a case fails in a shared child and is run again in a fresh one (grade._run_case).
+        self.history = "unknown"  # | "irrelevant" | "matters" (then every case gets a fresh child)
 
     def start(self) -> LoadReport:
         if self.watchdog.expired:
@@ -646,23 +651,27 @@ class WorkerSession:
             self.watchdog.cancel()
         self.init = None
 
-    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None, *, last: bool = False) -> "CaseSession":
-        """`last`: no other case follows soon on this zygote (it then forks no spare child ahead)."""
+    def case(self, case_id: str, timeout: float, forbidden: list[str] | None = None, *, last: bool = False, fresh: bool = False) -> "CaseSession":
+        """`last`: no other case follows soon on this zygote (it then forks no child ahead).
+        `fresh`: run it in a child forked for it, not in the one earlier cases ran in."""
         if self.sock is None:
             self.restarts += 1
             self.start()
-        return CaseSession(self, case_id, timeout, forbidden or [], last)
+        return CaseSession(self, case_id, timeout, forbidden or [], last, fresh)
 
 
 class CaseSession:
-    """One case in its own child process. Use as a context manager; `captured` holds its prints."""
+    """One case in a child process of the zygote: the child earlier cases ran in, while they ended
+    normally, or a fresh one (`fresh` says which it got). Use as a context manager; `captured`
+    holds its prints."""
 
-    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str], last: bool = False):
+    def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str], last: bool = False, fresh: bool = False):
         self.session = session
         self.last = last
         self.case_id = case_id
         self.timeout = timeout
         self.forbidden = forbidden
+        self.fresh = fresh
         self.captured: dict[str, Any] = {"text": "", "bytes": 0}
         self.lost: str | None = None
 
@@ -672,8 +681,11 @@ class CaseSession:
             self.lost = s.load.fatal or "the submission could not be loaded"
             return self
         try:
-            send(s.sock.fileno(), {"op": "case_start", "case": self.case_id, "timeout": self.timeout})
-            recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S + 10)
+            send(s.sock.fileno(), CaseStart(case=self.case_id, timeout=self.timeout, fresh=self.fresh))
+            reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S + 10)
+            self.fresh = CaseStarted.parse(reply).fresh
+        except CorruptMessage as exc:
+            self._lose(corrupted(str(exc)))
         except (ProtocolError, Timeout, OSError):
             self._lose("the worker did not start the case")
         self.deadline = time.monotonic() + self.timeout + WORKER_MARGIN_S

@@ -38,7 +38,7 @@ from typing import Any
 from . import callexec, sandbox
 from .exercises import FUNCTIONS
 from .static import outermost_loop
-from .protocol import MAX_LOAD_HEADER, Call, CorruptMessage, Load, ProtocolError, Timeout, corrupted, mib, recv, send
+from .protocol import MAX_LOAD_HEADER, Call, CaseStart, CorruptMessage, Load, ProtocolError, Timeout, corrupted, mib, recv, send
 
 OUTPUT_HEAD = 6000
 OUTPUT_TAIL = 2000
@@ -287,6 +287,7 @@ class Zygote:
         self.child_trace: io.BufferedRandom | None = None
         self.child_dead: dict[str, Any] | None = None
         self.spare: tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom] | None = None
+        self.spare_used = False  # the spare is the child of earlier cases, kept (not a fresh fork)
         self.killed: list[int] = []
         self.finished: tuple[Any, Any, Any, Any] = (None, None, None, None)
         self.deadline = 0.0
@@ -332,7 +333,7 @@ class Zygote:
             if self.spare is not None:
                 for f in self.spare[1:]:
                     f.close()
-            self.fd, self.spare, self.killed = fds[0], None, []
+            self.fd, self.spare, self.spare_used, self.killed = fds[0], None, False, []
             self._prepare_spare()
             return
         os.close(fds[0])
@@ -469,12 +470,17 @@ class Zygote:
             self.case_end()
             self._after_case()
         self._reap()
-        self.case_timeout = float(header["timeout"])
+        request = CaseStart.parse(header, strict=False)
+        self.case_timeout = float(request.timeout)
         self.child_dead = None
-        spare, self.spare = self.spare, None
+        spare, used = self.spare, self.spare_used
+        self.spare, self.spare_used = None, False
+        if spare is not None and used and (request.fresh or not _running(spare[0])):
+            self._discard(spare)  # asked for a fresh child, or the kept one has ended on its own
+            spare = None
         self.child, self.child_sock, self.child_out, self.child_trace = spare or self._fork_child()
         self.deadline = time.monotonic() + self.case_timeout
-        return {"op": "case_started", "pid": self.child}
+        return {"op": "case_started", "pid": self.child, "fresh": not (spare is not None and used)}
 
     def _fork_child(self) -> tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom]:
         """A fresh case child, forked from the loaded submission, waiting for its first call."""
@@ -496,7 +502,18 @@ class Zygote:
 
     def _prepare_spare(self) -> None:
         if self.spare is None and self.guard is not None:
-            self.spare = self._fork_child()
+            self.spare, self.spare_used = self._fork_child(), False
+
+    def _discard(self, child: tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom]) -> None:
+        """Kill a case child (reaped later) and close our ends of its socket and files."""
+        pid, *files = child
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.killed.append(pid)
+        for f in files:
+            f.close()
 
     def _reap(self) -> None:
         """Collect the exit status of children killed earlier (they were not waited for)."""
@@ -635,11 +652,19 @@ class Zygote:
         return {"op": "case_ended", "output": output}
 
     def _after_case(self, spare: bool = True) -> None:
-        """Kill the finished child (its output is complete: it flushes before each reply), reap it
-        later, and fork the next spare while the grader checks the results (unless the grader said
-        no case follows: a case asked for later forks its child then)."""
+        """Keep the finished child for the next case when it is still running (its output is
+        complete: it flushes before each reply; the capture files start empty again). A child that
+        died (crash, timeout) is reaped later, and a fresh one is forked while the grader checks
+        the results (unless the grader said no case follows: a case asked for later forks its
+        child then)."""
         pid, sock, out, trace = self.finished
         self.finished = (None, None, None, None)
+        if pid is not None and sock is not None and out is not None and trace is not None and self.spare is None:
+            for f in (out, trace):  # shared offsets: the child's next write lands at the start
+                f.seek(0)
+                f.truncate()
+            self.spare, self.spare_used = (pid, sock, out, trace), True
+            return
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -651,6 +676,15 @@ class Zygote:
                 f.close()
         if spare:
             self._prepare_spare()
+
+
+def _running(pid: int) -> bool:
+    """Whether our child `pid` has not exited (an exited one is reaped here)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
 
 
 def _close_other_sockets(keep: int) -> None:
