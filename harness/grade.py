@@ -10,7 +10,6 @@ Its parts: which backends a function works on (backendprobe.py), one case instan
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shlex
 import threading
@@ -384,6 +383,7 @@ def _attempt_case(
                     cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden, last=last, fresh=fresh).__enter__()
                     reused = reused or (cs.lost is None and not cs.fresh)
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run, submission=submission)
+                cs.keep = cs.keep and inst.outcome == "passed"
                 if aborted:
                     outputs.append(_close_case(cs))
                     cs = None

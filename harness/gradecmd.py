@@ -173,8 +173,9 @@ def _grade_class_with(entries: list[ClassEntry], names: list[str], pools: list[A
 
     spec, spec_error = load_spec_for(args)
     options = build_options(args, spec)
-    # jobs x zygotes per submission ~ cores: with -j 2 on 2 cores each submission's cases run one at a time
-    options = replace(options, workers=max(1, min(options.workers, (os.cpu_count() or 2) // max(1, args.jobs))))
+    # A class is graded a submission at a time per grader process, its cases one after another in
+    # one child: -j N is how many processes run learner code at once (give it the number of cores).
+    options = replace(options, workers=1)
     out_dir = Path(args.output_dir) if args.output_dir else None
     scope = tuple(dict.fromkeys(args.exercise)) or _graded_exercises(spec)
     maxima = fixed_max(spec, options, args.max_points, scope) if spec is not None else {}

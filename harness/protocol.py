@@ -534,6 +534,21 @@ class CaseStarted(Message):
 
 
 @dataclass
+class CaseStop(Message):
+    """The grader, to the zygote: the case child stopped answering in time (kill it, saying where
+    it was), closed its connection (say how it ended), or sent something unreadable (kill it)."""
+
+    OP: ClassVar[str] = "case_stop"
+    reason: str = one_of("timeout", "crashed", "corrupted")
+
+
+@dataclass
+class CaseStopped(Message):
+    OP: ClassVar[str] = "case_stopped"
+    detail: str = bounded(2000, default="")
+
+
+@dataclass
 class GradSpec:
     wrt: list[str] = bounded(32)
     cotangent: Any = None
@@ -584,6 +599,7 @@ class CallReply(Message):
 class CaseEnd(Message):
     OP: ClassVar[str] = "case_end"
     spare: bool = True  # False: no case follows soon, so no replacement child is forked ahead
+    keep: bool = True  # False: the case did not pass; its child may hold what went wrong, so it is ended
 
 
 @dataclass

@@ -10,8 +10,10 @@ returns data: a dead or hung worker becomes a `CallOutcome` with status "crashed
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,8 @@ from .protocol import (
     CaseEnded,
     CaseStart,
     CaseStarted,
+    CaseStop,
+    CaseStopped,
     CorruptMessage,
     GradSpec,
     Loaded,
@@ -662,8 +666,10 @@ class WorkerSession:
 
 class CaseSession:
     """One case in a child process of the zygote: the child earlier cases ran in, while they ended
-    normally, or a fresh one (`fresh` says which it got). Use as a context manager; `captured`
-    holds its prints."""
+    normally, or a fresh one (`fresh` says which it got). The zygote hands over the child's
+    socket, so calls go straight to the child; the case's time limit is watched here, and the
+    zygote is asked to end a child that overran it, died or sent garbage. Use as a context
+    manager; `captured` holds its prints."""
 
     def __init__(self, session: WorkerSession, case_id: str, timeout: float, forbidden: list[str], last: bool = False, fresh: bool = False):
         self.session = session
@@ -674,9 +680,14 @@ class CaseSession:
         self.fresh = fresh
         self.captured: dict[str, Any] = {"text": "", "bytes": 0}
         self.lost: str | None = None
+        self.ended: CallOutcome | None = None  # how the child ended (timeout, crash): later calls get the same
+        self.keep = True  # set False before leaving when the case did not pass: its child is not used again
+        self.child: socket.socket | None = None
+        self.output_fd: int | None = None
 
     def __enter__(self) -> "CaseSession":
         s = self.session
+        self.deadline = time.monotonic() + self.timeout + WORKER_MARGIN_S
         if s.sock is None:
             self.lost = s.load.fatal or "the submission could not be loaded"
             return self
@@ -684,51 +695,103 @@ class CaseSession:
             send(s.sock.fileno(), CaseStart(case=self.case_id, timeout=self.timeout, fresh=self.fresh))
             reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S + 10)
             self.fresh = CaseStarted.parse(reply).fresh
+            self.child, self.output_fd = _child_channel(s.sock, time.monotonic() + WORKER_MARGIN_S)
         except CorruptMessage as exc:
             self._lose(corrupted(str(exc)))
         except (ProtocolError, Timeout, OSError):
             self._lose("the worker did not start the case")
-        self.deadline = time.monotonic() + self.timeout + WORKER_MARGIN_S
+        self.deadline = time.monotonic() + self.timeout + WORKER_MARGIN_S  # when the grader gives up (harness/timing.py reads it)
         return self
 
     def _lose(self, why: str) -> None:
         self.lost = self.session.watchdog.message if self.session.watchdog.expired else why
+        self._close_child()
         self.session.kill()
+
+    def _close_child(self) -> None:
+        if self.child is not None:
+            self.child.close()
+            self.child = None
+        if self.output_fd is not None:
+            os.close(self.output_fd)
+            self.output_fd = None
 
     def call(self, function: str, inputs: Inputs | list[Any], *, backend: str, dtype: str, grad: GradRequest | None = None, stop_after: float | None = None) -> CallOutcome:
         if self.lost:
             return CallOutcome(status="worker_lost", detail=self.lost)
-        header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden, stop_after)
-        sock = self.session.sock
-        if sock is None:
+        if self.ended is not None:
+            return dataclasses.replace(self.ended)
+        if self.child is None:
             return CallOutcome(status="worker_lost", detail="the worker's connection is closed")
+        header, buffers = call_request(function, inputs, backend, dtype, grad, self.forbidden, stop_after)
+        fd = self.child.fileno()
         try:
-            send(sock.fileno(), header, buffers)
-            reply, out = recv(sock.fileno(), self.deadline)
+            send(fd, header, buffers)
+            reply, out = recv(fd, self.deadline - WORKER_MARGIN_S)  # the case's own limit, from its start
         except Timeout:
-            self._lose(f"no answer {WORKER_MARGIN_S:g} s after the case's deadline")
-            return CallOutcome(status="worker_lost", detail=self.lost or "")
+            return self._end("timeout", lambda detail: CallOutcome(status="timeout", detail=detail, limit=self.timeout))
         except CorruptMessage as exc:
             self._lose(corrupted(str(exc)))
             return CallOutcome(status="corrupted", detail=self.lost or "")
         except (ProtocolError, OSError):
-            self._lose("the submission's process died")
-            return CallOutcome(status="worker_lost", detail=self.lost or "")
+            return self._end("crashed", lambda detail: CallOutcome(status="crashed", detail=detail))
+        assert self.output_fd is not None  # handed over with the child's socket
+        size = os.fstat(self.output_fd).st_size
+        limit = self.session.limits.output_bytes
+        if size > limit:
+            reply = {**reply, "output_exceeded": size, "output_limit": limit}
         outcome = decode_outcome(reply, out)
         if outcome.status == "corrupted":
             self._lose(outcome.detail)
         return outcome
 
+    def _end(self, reason: str, outcome: Callable[[str], CallOutcome]) -> CallOutcome:
+        """The child overran the case's limit or died: the zygote ends it and says where it was."""
+        self._close_child()
+        sock = self.session.sock
+        try:
+            assert sock is not None  # the case started on it
+            send(sock.fileno(), CaseStop(reason=reason))
+            reply, _ = recv(sock.fileno(), time.monotonic() + WORKER_MARGIN_S)
+            detail = CaseStopped.parse(reply).detail
+        except CorruptMessage as exc:
+            self._lose(corrupted(str(exc)))
+            return CallOutcome(status="corrupted", detail=self.lost or "")
+        except Timeout:
+            self._lose(f"no answer {WORKER_MARGIN_S:g} s after the case's deadline")
+            return CallOutcome(status="worker_lost", detail=self.lost or "")
+        except (AssertionError, ProtocolError, OSError):
+            self._lose("the submission's process died")
+            return CallOutcome(status="worker_lost", detail=self.lost or "")
+        self.ended = outcome(detail)
+        return dataclasses.replace(self.ended)
+
     def __exit__(self, *exc: Any) -> None:
+        self._close_child()
         s = self.session
         if self.lost or s.sock is None:
             return
         try:
-            send(s.sock.fileno(), CaseEnd(spare=not self.last))
+            send(s.sock.fileno(), CaseEnd(spare=not self.last, keep=self.keep))
             reply, _ = recv(s.sock.fileno(), time.monotonic() + WORKER_MARGIN_S)
             self.captured = captured_output(reply)
         except (ProtocolError, Timeout, OSError):
             self._lose("the worker did not end the case")
+
+
+def _child_channel(zygote: socket.socket, deadline: float) -> tuple[socket.socket, int]:
+    """The case child's socket and capture file, passed by the zygote after 'case_started'. They
+    come from learner-controlled code: anything but a socket and a regular file is refused."""
+    left = deadline - time.monotonic()
+    if left <= 0 or not select.select([zygote], [], [], left)[0]:
+        raise Timeout()
+    _, fds, _, _ = socket.recv_fds(zygote, 1, 2)
+    kinds = [os.fstat(fd).st_mode for fd in fds]
+    if len(fds) != 2 or not stat.S_ISSOCK(kinds[0]) or not stat.S_ISREG(kinds[1]):
+        for fd in fds:
+            os.close(fd)
+        raise CorruptMessage("the zygote did not hand over the case child's socket and output file")
+    return socket.socket(fileno=fds[0]), fds[1]
 
 
 # ---------------------------------------------------------------- trusted code, in process

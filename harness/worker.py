@@ -38,7 +38,7 @@ from typing import Any
 from . import callexec, sandbox
 from .exercises import FUNCTIONS
 from .static import outermost_loop
-from .protocol import MAX_LOAD_HEADER, Call, CaseStart, CorruptMessage, Load, ProtocolError, Timeout, corrupted, mib, recv, send
+from .protocol import MAX_LOAD_HEADER, Call, CaseEnd, CaseStart, CaseStop, Load, ProtocolError, mib, recv, send
 
 OUTPUT_HEAD = 6000
 OUTPUT_TAIL = 2000
@@ -285,13 +285,10 @@ class Zygote:
         self.child_sock: socket.socket | None = None
         self.child_out: io.BufferedRandom | None = None
         self.child_trace: io.BufferedRandom | None = None
-        self.child_dead: dict[str, Any] | None = None
         self.spare: tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom] | None = None
         self.spare_used = False  # the spare is the child of earlier cases, kept (not a fresh fork)
         self.killed: list[int] = []
         self.finished: tuple[Any, Any, Any, Any] = (None, None, None, None)
-        self.deadline = 0.0
-        self.case_timeout = 0.0
         self.limits: dict[str, Any] = {}
 
     def serve(self) -> None:
@@ -306,12 +303,13 @@ class Zygote:
                 self._prepare_spare()
             elif op == "case_start":
                 send(self.fd, self.case_start(header))
-            elif op == "call":
-                reply, out = self.relay(header, buffers)
-                send(self.fd, reply, out)
+                self._hand_over()
+            elif op == "case_stop":
+                send(self.fd, {"op": "case_stopped", "detail": self.case_stop(CaseStop.parse(header, strict=False).reason)[:2000]})
             elif op == "case_end":
                 send(self.fd, self.case_end())
-                self._after_case(spare=header.get("spare") is not False)
+                end = CaseEnd.parse(header, strict=False)
+                self._after_case(spare=end.spare, keep=end.keep)
             elif op == "clone":
                 self.clone()
             elif op == "shutdown":
@@ -471,15 +469,12 @@ class Zygote:
             self._after_case()
         self._reap()
         request = CaseStart.parse(header, strict=False)
-        self.case_timeout = float(request.timeout)
-        self.child_dead = None
         spare, used = self.spare, self.spare_used
         self.spare, self.spare_used = None, False
         if spare is not None and used and (request.fresh or not _running(spare[0])):
             self._discard(spare)  # asked for a fresh child, or the kept one has ended on its own
             spare = None
         self.child, self.child_sock, self.child_out, self.child_trace = spare or self._fork_child()
-        self.deadline = time.monotonic() + self.case_timeout
         return {"op": "case_started", "pid": self.child, "fresh": not (spare is not None and used)}
 
     def _fork_child(self) -> tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom]:
@@ -565,31 +560,25 @@ class Zygote:
             sys.stderr.flush()
             send(fd, reply, payload)
 
-    def relay(self, header: dict[str, Any], buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+    def _hand_over(self) -> None:
+        """Pass the grader our end of the case child's socket and its capture file: the case's
+        calls go straight between the grader and the child (no copy through this process); the
+        grader watches the time and the output's size, and asks us (case_stop) to end the child."""
+        assert self.child_sock is not None and self.child_out is not None  # case_start just made them
+        with socket.socket(fileno=os.dup(self.fd)) as sock:
+            socket.send_fds(sock, [b"F"], [self.child_sock.fileno(), self.child_out.fileno()])
+
+    def case_stop(self, reason: str) -> str:
+        """End the case child for the grader; returns what it can say about how it ended (for a
+        timeout, the learner's line it was on)."""
         if self.child is None:
-            return {"status": "crashed", "detail": "no case is running"}, []
-        if self.child_dead is not None:
-            return dict(self.child_dead), []
-        assert self.child_sock is not None and self.child_out is not None  # a case child is running (checked above)
-        fd = self.child_sock.fileno()
-        try:
-            send(fd, header, buffers)
-            reply, out = recv(fd, self.deadline)
-        except Timeout:
-            self.child_dead = {"status": "timeout", "detail": self._kill_with_trace(), "limit": self.case_timeout}
-            return dict(self.child_dead), []
-        except CorruptMessage as exc:
-            self._kill_child()
-            self.child_dead = {"status": "corrupted", "detail": corrupted(str(exc))}
-            return dict(self.child_dead), []
-        except (ProtocolError, OSError):
-            self.child_dead = {"status": "crashed", "detail": self._reap_description()}
-            return dict(self.child_dead), []
-        size = os.fstat(self.child_out.fileno()).st_size
-        if size > int(self.limits["output_bytes"]):
-            reply["output_exceeded"] = size
-            reply["output_limit"] = int(self.limits["output_bytes"])
-        return reply, out
+            return ""
+        if reason == "timeout":
+            return self._kill_with_trace()
+        if reason == "crashed":
+            return self._reap_description()
+        self._kill_child()
+        return ""
 
     def _kill_with_trace(self) -> str:
         """Ask the child where it is (faulthandler), then kill it; return the learner's line if found."""
@@ -651,15 +640,15 @@ class Zygote:
         self.child = self.child_sock = self.child_out = self.child_trace = None
         return {"op": "case_ended", "output": output}
 
-    def _after_case(self, spare: bool = True) -> None:
-        """Keep the finished child for the next case when it is still running (its output is
-        complete: it flushes before each reply; the capture files start empty again). A child that
-        died (crash, timeout) is reaped later, and a fresh one is forked while the grader checks
-        the results (unless the grader said no case follows: a case asked for later forks its
-        child then)."""
+    def _after_case(self, spare: bool = True, keep: bool = True) -> None:
+        """Keep the finished child for the next case when it is still running and its case passed
+        (its output is complete: it flushes before each reply; the capture files start empty
+        again). A child that died (crash, timeout) or whose case did not pass is ended and reaped
+        later, and a fresh one is forked while the grader checks the results (unless the grader
+        said no case follows: a case asked for later forks its child then)."""
         pid, sock, out, trace = self.finished
         self.finished = (None, None, None, None)
-        if pid is not None and sock is not None and out is not None and trace is not None and self.spare is None:
+        if keep and pid is not None and sock is not None and out is not None and trace is not None and self.spare is None:
             for f in (out, trace):  # shared offsets: the child's next write lands at the start
                 f.seek(0)
                 f.truncate()

@@ -124,7 +124,6 @@ MISBEHAVIOURS = {
         RULES: ("failed", ["the submission imports attnspec (line 9)", "the submission imports attnspec (line 17)"]),
     },
     "kills_worker.py": {B3: ("error", ["ran in a worker process that stopped responding and was replaced: the submission's process died"])},
-    "freezes_worker.py": {B3: ("error", ["ran in a worker process that stopped responding and was replaced: no answer 5 s after the case's deadline"])},
     "closes_fds.py": {B3: ("error", ["crashed: the process exited with status 70 before returning"])},
 }
 
@@ -136,8 +135,10 @@ def test_misbehaviour_fails_only_its_case(graded, spec, fixture):
     assert result.exit_code == 1
 
 
-@pytest.mark.parametrize("fixture", ["correct.py", "patches_numpy_at_load.py", "records_pid.py"])
+@pytest.mark.parametrize("fixture", ["correct.py", "patches_numpy_at_load.py", "records_pid.py", "freezes_worker.py"])
 def test_well_behaved_fixture_passes_every_case(graded, spec, fixture):
+    """freezes_worker.py stops its zygote in one case, but its case child still answers the grader
+    directly with correct values; the stopped zygote is replaced for the cases after it."""
     result = graded(fixture)
     assert_only_these_fail(result, spec, {})
     assert result.load.errors == []

@@ -1,5 +1,6 @@
 """Correct, except that when batch == 3 it SIGSTOPs its parent (the zygote worker), which then
-never answers. The grader must give up on that worker, replace it, and fail only that case."""
+never answers. The case's calls go straight to its child, so that case still passes; the grader
+gives up on the stopped zygote when the case ends and starts a new one for the next case."""
 
 import math
 import os
