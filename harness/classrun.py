@@ -12,6 +12,7 @@ are reported as interrupted.
 from __future__ import annotations
 
 import json
+import re
 import multiprocessing
 import os
 import signal
@@ -210,7 +211,7 @@ def run_class(
     for s in previous:
         signal.signal(s, stop)
     if spec is not None:
-        warm_up(spec, options, named_exercises([entries[i] for i in todo]))
+        warm_up(spec, options, *scanned([entries[i] for i in todo]))
     executor = ProcessPoolExecutor(
         max_workers=max(1, min(jobs, len(todo))),
         mp_context=multiprocessing.get_context("fork"),
@@ -260,9 +261,16 @@ def run_class(
 def named_exercises(entries: list[ClassEntry]) -> tuple[str, ...]:
     """The exercises whose names appear in the entries' files (a text search that never runs the
     code): what a class run is likely to grade, so what is worth preparing before it starts."""
+    return scanned(entries)[0]
+
+
+def scanned(entries: list[ClassEntry]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """What the entries' files name, read as text (never run): the exercises (see
+    named_exercises) and the notebook format versions (4.N) whose validators to prepare."""
     from .exercises import EXERCISES
 
     found: set[str] = set()
+    minors: set[int] = set()
     for entry in entries:
         if entry.error is not None or entry.path is None:
             continue  # refused by the layout (a FIFO, a device...): never opened
@@ -275,10 +283,14 @@ def named_exercises(entries: list[ClassEntry]) -> tuple[str, ...]:
             except OSError:
                 continue
             found.update(e for e in EXERCISES if e.encode() in text)
-    return tuple(e for e in EXERCISES if e in found)
+            minors.update(int(m) for m in _NBFORMAT_MINOR.findall(text[-4096:] + text[:4096]))
+    return tuple(e for e in EXERCISES if e in found), tuple(sorted(m for m in minors if m < 100))
 
 
-def warm_up(spec: Any, options: Any, exercises: tuple[str, ...] | None = None) -> None:
+_NBFORMAT_MINOR = re.compile(rb'"nbformat_minor"\s*:\s*(\d{1,2})\b')
+
+
+def warm_up(spec: Any, options: Any, exercises: tuple[str, ...] | None = None, notebook_minors: tuple[int, ...] = ()) -> None:
     """Work every grader process would repeat, done once before they are forked: Hypothesis'
     import, the examples it draws for each drawn case, the reference's time per case (case
     limits) and the inputs it builds (memoized). For `exercises` (default: all), within
@@ -288,6 +300,13 @@ def warm_up(spec: Any, options: Any, exercises: tuple[str, ...] | None = None) -
     from .grade import _cases_for
 
     scope = tuple(e for e in (options.exercises or tuple(EXERCISES)) if exercises is None or e in exercises)
+    try:  # nbformat compiles a notebook schema's validator on first use (~0.1 s each): once, here
+        from nbformat.validator import get_validator
+
+        for minor in notebook_minors:
+            get_validator(version=4, version_minor=minor)
+    except Exception:  # noqa: BLE001 - as below: a warm-up problem only costs speed
+        pass
     try:
         import hypothesis  # noqa: F401
 

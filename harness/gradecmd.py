@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .malloc import keep_freed_memory
 from .errors import SpecError, UsageError
 from .layouts import ClassEntry, Scratch, discover
 from .results import GradeResult
@@ -24,6 +25,7 @@ REPORT_SUFFIX = {"text": ".txt", "json": ".json", "junit": ".xml", "gradescope":
 
 def run_grade(args: argparse.Namespace) -> int:
     start = time.monotonic()
+    keep_freed_memory()  # before the grader processes are forked: they inherit it
     if args.cluster and getattr(args, "plugins", None):
         raise UsageError("--plugins does not reach the cluster's workers; install the plugin there as a package with an 'attnspec.properties' entry point (docs/plugins.md)")
     if args.format == "html":

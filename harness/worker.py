@@ -38,6 +38,7 @@ from typing import Any
 from . import callexec, sandbox
 from .exercises import FUNCTIONS
 from .static import outermost_loop
+from .malloc import keep_freed_memory
 from .protocol import MAX_LOAD_HEADER, Call, CaseEnd, CaseStart, CaseStop, Load, ProtocolError, mib, recv, send
 
 OUTPUT_HEAD = 6000
@@ -50,6 +51,7 @@ MAX_CHUNK_ERRORS = 200
 
 def master_main(fd: int, probed: dict[str, Any] | None = None, prebuild: dict[str, Any] | None = None) -> None:
     sock = socket.socket(fileno=fd)
+    keep_freed_memory()  # zygotes and case children inherit it
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # zygotes are reaped automatically
     spawner = sandbox.Spawner()
     if prebuild is not None:

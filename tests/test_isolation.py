@@ -209,6 +209,38 @@ def test_torch_monkeypatch_stays_in_its_case(graded, spec):
     assert_only_these_fail(result, spec, {B3: ("failed", ["out differs from the expected values in 168 of 168 elements", "float64, torch"])})
 
 
+# ---------------------------------------------------------------- which cases share a child process
+
+
+def _first_call(case: CaseResult) -> int:
+    return int(case.output.split()[1])
+
+
+def test_passing_cases_share_a_child_and_a_failing_case_ends_it(graded, spec):
+    """Cases are dealt to the two zygotes in turn (b3 b5 b7 b9 | b4 b6 b8). A child runs its
+    zygote's next case after a case that passed, so its call count goes on; after a case that
+    failed (b3) the next case (b5) starts in a fresh child, counting from 1."""
+    result = graded("counts_calls.py")
+    assert_only_these_fail(result, spec, {B3: ("failed", ["out differs from the expected values"])})
+    cases = _cases(result)
+    assert cases["iso.ref_b5_causal"].output.startswith("call 1 batch 5")
+    assert _first_call(cases["iso.dtype_b6"]) > 1  # after b4 passed, in the same child
+    assert _first_call(cases["iso.type_b7"]) > 1  # after b5 passed
+    assert cases[B3].output.startswith("call 1 batch 3")  # its first failure in a shared child was run again, fresh
+
+
+def test_a_verdict_that_depends_on_earlier_cases_is_taken_from_a_fresh_child(graded, spec):
+    """b3 fails in a child that ran the backend probe first, but passes in a fresh one: the fresh
+    verdict is reported, and the zygote's later cases each get a fresh child."""
+    result = graded("wrong_after_earlier_calls.py")
+    assert_only_these_fail(result, spec, {})
+
+
+def test_case_order_and_sharing_are_the_same_in_every_grading(spec, pool):
+    runs = [grade(str(SUBMISSIONS / "counts_calls.py"), spec, _options(), pool) for _ in range(2)]
+    assert [(c.case_id, c.outcome, c.output) for c in runs[0].cases] == [(c.case_id, c.outcome, c.output) for c in runs[1].cases]
+
+
 # ---------------------------------------------------------------- the grading process stays clean
 
 

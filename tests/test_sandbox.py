@@ -188,7 +188,9 @@ def test_class_with_killer_stopper_planter_and_daemon_gives_honest_ones_their_so
     before = sandbox_processes()
     out = tmp_path / "out"
     proc = grade(str(folder), "-j", jobs, *CASES, "--format", "json", "--output-dir", str(out), cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr  # the attackers lose cases: "some case failed"
+    # 0 or 1 (whether an attacker lost a case): their children answer the grader directly, so a
+    # stopped or killed zygote costs an attacker only the cases it cannot answer
+    assert proc.returncode in (0, 1), proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(n).stem + ".json" for n in honest + attackers)
     for name in honest:
         solo = tmp_path / f"solo-{name}.json"
