@@ -1,7 +1,7 @@
 """Grade one submission: load it in a worker, decide exercises and backends, run every case.
 
 This is the orchestration stage. It turns each (case, backend, dtype) into an `InstanceResult`
-by running the case's property against the submission in a fresh child process, scores the
+by running the case's property against the submission in a child process of its zygote, scores the
 cases, runs diagnosis on the failures and checks the implementation rules. It prints nothing.
 Its parts: which backends a function works on (backendprobe.py), one case instance
 (casecheck.py), the implementation-rules verdict (rulesverdict.py).
@@ -383,7 +383,6 @@ def _attempt_case(
                     cs = session.case(case.id, case_limit(case, options.limits, remaining), forbidden=forbidden, last=last, fresh=fresh).__enter__()
                     reused = reused or (cs.lost is None and not cs.fresh)
                 inst, aborted = _run_instance(case, backend, dtype, options, cs, run, submission=submission)
-                cs.keep = cs.keep and inst.outcome == "passed"
                 if aborted:
                     outputs.append(_close_case(cs))
                     cs = None

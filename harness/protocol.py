@@ -549,6 +549,19 @@ class CaseStopped(Message):
 
 
 @dataclass
+class StateAsked(Message):
+    """The grader, to a case child after a case: has it changed anything a later case could see?"""
+
+    OP: ClassVar[str] = "state"
+
+
+@dataclass
+class StateTold(Message):
+    OP: ClassVar[str] = "state"
+    changed: bool = True
+
+
+@dataclass
 class GradSpec:
     wrt: list[str] = bounded(32)
     cotangent: Any = None
@@ -599,7 +612,7 @@ class CallReply(Message):
 class CaseEnd(Message):
     OP: ClassVar[str] = "case_end"
     spare: bool = True  # False: no case follows soon, so no replacement child is forked ahead
-    keep: bool = True  # False: the case did not pass; its child may hold what went wrong, so it is ended
+    keep: bool = True  # False: the case changed something a later case could see (or its child died): it is ended
 
 
 @dataclass

@@ -39,6 +39,8 @@ from .protocol import (
     CaseStarted,
     CaseStop,
     CaseStopped,
+    StateAsked,
+    StateTold,
     CorruptMessage,
     GradSpec,
     Loaded,
@@ -681,7 +683,7 @@ class CaseSession:
         self.captured: dict[str, Any] = {"text": "", "bytes": 0}
         self.lost: str | None = None
         self.ended: CallOutcome | None = None  # how the child ended (timeout, crash): later calls get the same
-        self.keep = True  # set False before leaving when the case did not pass: its child is not used again
+        self.keep = True  # False: the child is not used again (its case changed something, or it died)
         self.child: socket.socket | None = None
         self.output_fd: int | None = None
 
@@ -745,6 +747,10 @@ class CaseSession:
             self._lose(outcome.detail)
         return outcome
 
+    def _changed_state(self) -> bool:
+        assert self.child is not None  # checked by the caller
+        return not _unchanged(self.child)
+
     def _end(self, reason: str, outcome: Callable[[str], CallOutcome]) -> CallOutcome:
         """The child overran the case's limit or died: the zygote ends it and says where it was."""
         self._close_child()
@@ -767,6 +773,8 @@ class CaseSession:
         return dataclasses.replace(self.ended)
 
     def __exit__(self, *exc: Any) -> None:
+        if self.keep and self.child is not None and self.ended is None:
+            self.keep = not self._changed_state()
         self._close_child()
         s = self.session
         if self.lost or s.sock is None:
@@ -777,6 +785,17 @@ class CaseSession:
             self.captured = captured_output(reply)
         except (ProtocolError, Timeout, OSError):
             self._lose("the worker did not end the case")
+
+
+def _unchanged(child: socket.socket) -> bool:
+    """Whether the case child says its case left nothing behind (harness/childstate.py); any other
+    answer, or none within a second, counts as a change."""
+    try:
+        send(child.fileno(), StateAsked())
+        reply, _ = recv(child.fileno(), time.monotonic() + 1.0)
+        return StateTold.parse(reply).changed is False
+    except (ProtocolError, Timeout, OSError):  # CorruptMessage is a ProtocolError
+        return False
 
 
 def _child_channel(zygote: socket.socket, deadline: float) -> tuple[socket.socket, int]:

@@ -1,14 +1,16 @@
 """Worker processes. Learner code runs here and only here.
 
 Three levels, so that the expensive part (starting Python, importing torch) is paid once per
-grading run, yet every case starts from the same clean state:
+grading run, yet no case sees what an earlier one changed:
 
 - the **master** (`python -m attnspec.worker FD`) imports numpy (and torch when asked) and never
   runs learner code; it forks one zygote per submission.
 - a **zygote** executes the submission's code once (chunk by chunk, so one broken cell does not
-  hide the others), then forks one child per case and relays that case's calls to it.
-- a **child** runs one case's calls and exits. Whatever a case does to the process (monkeypatch
-  numpy, exit, crash, leak memory) dies with it; a hang is killed at the case's deadline.
+  hide the others), then forks case children and hands each one's socket to the grader.
+- a **child** runs cases' calls, answering the grader directly. After a case it says whether the
+  case changed anything a later case could see (harness/childstate.py): if so, or if it died
+  (exit, crash, a hang killed at the case's deadline), it is ended and the next case gets a fresh
+  one; otherwise it runs the zygote's next case.
 
 The grader talks to a zygote over a socket the master hands over at fork time.
 """
@@ -35,7 +37,7 @@ import time
 import types
 from typing import Any
 
-from . import callexec, sandbox
+from . import callexec, childstate, sandbox
 from .exercises import FUNCTIONS
 from .static import outermost_loop
 from .malloc import keep_freed_memory
@@ -542,12 +544,16 @@ class Zygote:
         _limit_output(int(self.limits["output_bytes"]))
         _limit_memory(int(self.limits["memory_mb"]))
         callexec.warm_up()  # touch the pages a call writes to now, while the grader is busy elsewhere
+        snapshot = childstate.Snapshot(self.namespace, self.learner_files)  # the submission as loaded
         fd = sock.fileno()
         while True:
             try:
                 header, buffers = recv(fd)
             except ProtocolError:
                 os._exit(0)
+            if header.get("op") == "state":  # the grader, after a case: may this child run the next one?
+                send(fd, {"op": "state", "changed": snapshot.changed()})
+                continue
             if header.get("op") != "call":
                 os._exit(0)
             name = Call.parse(header, strict=False).function
@@ -643,11 +649,12 @@ class Zygote:
         return {"op": "case_ended", "output": output}
 
     def _after_case(self, spare: bool = True, keep: bool = True) -> None:
-        """Keep the finished child for the next case when it is still running and its case passed
-        (its output is complete: it flushes before each reply; the capture files start empty
-        again). A child that died (crash, timeout) or whose case did not pass is ended and reaped
-        later, and a fresh one is forked while the grader checks the results (unless the grader
-        said no case follows: a case asked for later forks its child then)."""
+        """Keep the finished child for the next case when it is still running and its case left
+        nothing behind (`keep`, from the grader, which asked the child: harness/childstate.py). Its
+        output is complete (it flushes before each reply); the capture files start empty again. A
+        child that died (crash, timeout) or changed something is ended and reaped later, and a
+        fresh one is forked while the grader checks the results (unless the grader said no case
+        follows: a case asked for later forks its child then)."""
         pid, sock, out, trace = self.finished
         self.finished = (None, None, None, None)
         if keep and pid is not None and sock is not None and out is not None and trace is not None and self.spare is None:

@@ -216,17 +216,23 @@ def _first_call(case: CaseResult) -> int:
     return int(case.output.split()[1])
 
 
-def test_passing_cases_share_a_child_and_a_failing_case_ends_it(graded, spec):
+def test_cases_that_change_nothing_share_a_child_failing_ones_too(graded, spec):
     """Cases are dealt to the two zygotes in turn (b3 b5 b7 b9 | b4 b6 b8). A child runs its
-    zygote's next case after a case that passed, so its call count goes on; after a case that
-    failed (b3) the next case (b5) starts in a fresh child, counting from 1."""
-    result = graded("counts_calls.py")
+    zygote's next case when the case changed nothing a later case could see, whatever its verdict."""
+    result = graded("prints_pid.py")
     assert_only_these_fail(result, spec, {B3: ("failed", ["out differs from the expected values"])})
     cases = _cases(result)
-    assert cases["iso.ref_b5_causal"].output.startswith("call 1 batch 5")
-    assert _first_call(cases["iso.dtype_b6"]) > 1  # after b4 passed, in the same child
-    assert _first_call(cases["iso.type_b7"]) > 1  # after b5 passed
-    assert cases[B3].output.startswith("call 1 batch 3")  # its first failure in a shared child was run again, fresh
+    assert _first_call(cases["iso.ref_b5_causal"]) == _first_call(cases[B3])  # after b3 failed, in its child
+    assert _first_call(cases["iso.dtype_b6"]) == _first_call(cases["iso.ref_b4"])
+    assert _first_call(cases["iso.type_b7"]) == _first_call(cases[B3])
+
+
+def test_a_case_that_changes_a_global_leaves_its_child_behind(graded, spec):
+    result = graded("counts_calls.py")
+    assert_only_these_fail(result, spec, {B3: ("failed", ["out differs from the expected values"])})
+    for case in result.cases:
+        if case.output:
+            assert case.output.startswith("call 1 "), (case.case_id, case.output)  # a fresh child for every case
 
 
 def test_a_verdict_that_depends_on_earlier_cases_is_taken_from_a_fresh_child(graded, spec):
@@ -237,7 +243,7 @@ def test_a_verdict_that_depends_on_earlier_cases_is_taken_from_a_fresh_child(gra
 
 
 def test_case_order_and_sharing_are_the_same_in_every_grading(spec, pool):
-    runs = [grade(str(SUBMISSIONS / "counts_calls.py"), spec, _options(), pool) for _ in range(2)]
+    runs = [grade(str(SUBMISSIONS / "wrong_after_earlier_calls.py"), spec, _options(), pool) for _ in range(2)]
     assert [(c.case_id, c.outcome, c.output) for c in runs[0].cases] == [(c.case_id, c.outcome, c.output) for c in runs[1].cases]
 
 

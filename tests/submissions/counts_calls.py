@@ -1,6 +1,6 @@
-"""Correct, except that when batch == 3 it returns zeros; every call prints how many calls its
-process has made. Cases that pass share their child process, so the count goes on across them;
-after the failing case the next one starts in a fresh child, so the count starts again."""
+"""Correct, except that when batch == 3 it returns zeros; every call counts itself in a global and
+prints the count. A case that changes a global leaves its child behind: every case starts in a
+fresh child, so every count starts at 1."""
 
 import math
 

@@ -1,0 +1,99 @@
+"""What a case could leave behind in its process, checked after each case (in the case child).
+
+A case child runs the zygote's next case only if the case changed nothing a later case could see
+(harness/grade.py, docs/isolation.md). "Nothing" is checked against a snapshot taken when the child
+was forked, i.e. the submission as loaded:
+
+- the submission's own globals, and those of its helper modules: the same objects under the same
+  names, containers of the same length, small arrays with the same bytes, tensors not written in
+  place (torch's version counter);
+- the libraries a case can patch: every attribute of numpy, torch, torch.nn, torch.nn.functional,
+  torch.Tensor, math, builtins and of any other module the submission's globals name is still the
+  object it was (attributes added later, such as torch's lazily imported submodules, are ignored);
+- global switches: torch's default dtype, grad mode, thread count and deterministic mode, and
+  NumPy's floating-point error handling.
+
+A change that escapes all of these (state deep inside a library) can reach later cases of the same
+submission; the first failure in a shared child is rerun in a fresh one to catch what it changed.
+It never reaches another submission.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any, Mapping
+
+LIBRARIES = ("numpy", "numpy.linalg", "torch", "torch.nn", "torch.nn.functional", "math", "builtins")
+SMALL_ARRAY_BYTES = 1 << 16
+
+
+class Snapshot:
+    """The state of this process that a case must not change, taken once; `changed()` compares."""
+
+    def __init__(self, namespace: dict[str, Any], learner_files: set[str]):
+        self.namespace = namespace
+        self.learner_files = learner_files
+        self.own = self._own_state()
+        # per library namespace: its names then, and the objects they named (kept alive here, so
+        # their ids cannot be reused by other objects)
+        self.libraries = [(d, tuple(d), tuple(d.values())) for d in self._library_dicts()]
+        self.library_ids = [tuple(map(id, values)) for _, _, values in self.libraries]
+        self.switches = _switches()
+
+    def changed(self) -> bool:
+        try:
+            if self._own_state() != self.own or _switches() != self.switches:
+                return True
+            return any(tuple(map(id, map(d.get, names))) != ids for (d, names, _), ids in zip(self.libraries, self.library_ids))
+        except Exception:  # noqa: BLE001 - learner objects can raise anywhere: count it as a change
+            return True
+
+    def _own_dicts(self) -> list[dict[str, Any]]:
+        """The submission's namespace and its helper modules' (sys.modules is searched again only
+        when a module was imported since the last search)."""
+        count = len(sys.modules)
+        if getattr(self, "_own_cache", (None, -1))[1] != count:
+            dicts = [self.namespace]
+            for module in list(sys.modules.values()):
+                if getattr(module, "__file__", None) in self.learner_files and module.__dict__ is not self.namespace:
+                    dicts.append(module.__dict__)
+            self._own_cache = (dicts, count)
+        return list(self._own_cache[0])
+
+    def _own_state(self) -> list[tuple[Any, ...]]:
+        return [tuple((k, id(v), _shallow(v)) for k, v in list(d.items())) for d in self._own_dicts()]
+
+    def _library_dicts(self) -> list[Mapping[str, Any]]:
+        modules = [sys.modules[name] for name in LIBRARIES if name in sys.modules]
+        for d in self._own_dicts():
+            modules += [v for v in d.values() if isinstance(v, types.ModuleType) and getattr(v, "__file__", None) not in self.learner_files]
+        dicts: dict[int, Mapping[str, Any]] = {id(m.__dict__): m.__dict__ for m in modules}
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(getattr(torch, "Tensor", None), type):
+            dicts[0] = vars(torch.Tensor)  # a live view of the class's namespace (methods patched on tensors)
+        return list(dicts.values())
+
+
+
+def _shallow(value: Any) -> Any:
+    """What can change inside a global without rebinding it: a container's length, a small array's
+    bytes, a tensor's in-place version counter."""
+    kind = type(value)
+    if kind in (list, dict, set, bytearray):
+        return len(value)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return (value.shape, str(value.dtype), value.tobytes() if value.nbytes <= SMALL_ARRAY_BYTES else value.ctypes.data)
+    version = getattr(value, "_version", None) if kind.__module__.startswith("torch") else None
+    return version if isinstance(version, int) else None
+
+
+def _switches() -> tuple[Any, ...]:
+    out: list[Any] = []
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out += [torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        out.append(tuple(sorted(numpy.geterr().items())))
+    return tuple(out)
