@@ -96,14 +96,22 @@ def freeze(value: Any) -> Any:
         if not value.flags.owndata:
             value = value.copy()
         value.setflags(write=False)
-        key = id(value)
-        _FROZEN[key] = weakref.ref(value, lambda _, key=key: _FROZEN.pop(key, None))
+        _FROZEN[id(value)] = weakref.ref(value, _forget(id(value)))
         return value
     if kind is dict:
         return {k: freeze(v) for k, v in value.items()}
     if kind in (list, tuple):
         return kind(freeze(v) for v in value)
     return value
+
+
+def _forget(key: int) -> Callable[[Any], None]:
+    """The weakref callback that drops a frozen array's entry when the array is freed."""
+
+    def drop(_: Any) -> None:
+        _FROZEN.pop(key, None)
+
+    return drop
 
 
 def clear() -> None:

@@ -505,13 +505,13 @@ class Zygote:
 
     def _discard(self, child: tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom]) -> None:
         """Kill a case child (reaped later) and close our ends of its socket and files."""
-        pid, *files = child
+        pid, sock, out, trace = child
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.killed.append(pid)
-        for f in files:
+        for f in (sock, out, trace):
             f.close()
 
     def _reap(self) -> None:
