@@ -476,7 +476,7 @@ class Zygote:
         spare, used = self.spare, self.spare_used
         self.spare, self.spare_used = None, False
         if spare is not None and used and (request.fresh or not _running(spare[0])):
-            self._discard(spare)  # asked for a fresh child, or the kept one has ended on its own
+            self._discard(*spare)  # asked for a fresh child, or the kept one has ended on its own
             spare = None
         self.child, self.child_sock, self.child_out, self.child_trace = spare or self._fork_child()
         return {"op": "case_started", "pid": self.child, "fresh": not (spare is not None and used)}
@@ -503,16 +503,17 @@ class Zygote:
         if self.spare is None and self.guard is not None:
             self.spare, self.spare_used = self._fork_child(), False
 
-    def _discard(self, child: tuple[int, socket.socket, io.BufferedRandom, io.BufferedRandom]) -> None:
+    def _discard(self, pid: int | None, *files: Any) -> None:
         """Kill a case child (reaped later) and close our ends of its socket and files."""
-        pid, sock, out, trace = child
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.killed.append(pid)
-        for f in (sock, out, trace):
-            f.close()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.killed.append(pid)
+        for f in files:
+            if f is not None:
+                f.close()
 
     def _reap(self) -> None:
         """Collect the exit status of children killed earlier (they were not waited for)."""
@@ -663,15 +664,7 @@ class Zygote:
                 f.truncate()
             self.spare, self.spare_used = (pid, sock, out, trace), True
             return
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.killed.append(pid)
-        for f in (sock, out, trace):
-            if f is not None:
-                f.close()
+        self._discard(pid, sock, out, trace)
         if spare:
             self._prepare_spare()
 
