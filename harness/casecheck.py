@@ -207,6 +207,7 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
         slow, drawn = state["slow"]
         return InstanceResult(ctx.backend, ctx.dtype, slow.kind, slow.message, slow.likely, example=make(drawn).label(), details=slow.details, failure=slow.failure)
     replayed = {"next": 0}
+    asked: list[tuple[Any, Any]] = []  # every example the search asks about, in order, with the answer
 
     def fails(drawn: tuple[dict[str, int], int]) -> bool:
         i = replayed["next"]
@@ -214,20 +215,29 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
             known, outcome = checked[i]
             if known == drawn:
                 replayed["next"] = i + 1
+                asked.append((drawn, outcome))
                 if isinstance(outcome, Exception):
                     raise outcome
                 return outcome
             replayed["next"] = -1  # (never expected: Hypothesis drew something else; from here on, check for real)
-        return evaluate(drawn)
+        answer = evaluate(drawn)
+        asked.append((drawn, answer))
+        return answer
 
-    try:
-        minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=_drawn_settings(case, shrink), random=Random(spec.seed))
-    except NoSuchExample:
-        if state["aborted"] is None:
-            return InstanceResult(ctx.backend, ctx.dtype, "passed")
-    except Exception:  # noqa: BLE001 - Hypothesis' verdicts on a dead case (Flaky, FlakyFailure): the timeout or crash is the verdict
-        if state["aborted"] is None:
-            raise
+    searches = _SEARCHES.setdefault((repr(case), shrink), {}) if examples is not None else None
+    minimal = _known_search(searches, checked, evaluate, state) if searches is not None else None
+    if state["aborted"] is None and state["slow"] is None and minimal is None:
+        try:
+            minimal = find(shapes_strategy(case.exercise, spec, PROPERTIES[case.property].fixed_dims), fails, settings=_drawn_settings(case, shrink), random=Random(spec.seed))
+        except NoSuchExample:
+            if state["aborted"] is None:
+                return InstanceResult(ctx.backend, ctx.dtype, "passed")
+        except Exception:  # noqa: BLE001 - Hypothesis' verdicts on a dead case (Flaky, FlakyFailure): the timeout or crash is the verdict
+            if state["aborted"] is None:
+                raise
+        else:
+            if searches is not None and state["aborted"] is None and state["slow"] is None:
+                _remember_search(searches, asked, minimal)
     if state["aborted"] is not None:
         exc, drawn = state["aborted"]
         return _aborted(ctx, case, exc, make(drawn).label())
@@ -247,6 +257,55 @@ def _check_drawn(ctx: CaseContext, case: Case, prop: Any, shrink: bool) -> Insta
 
 
 _EXAMPLES: dict[tuple[str, bool], list[Any]] = {}
+
+# Per case: the searches Hypothesis ran to shrink a failure, as a tree of (example asked about,
+# answer) from the first example on, ending in the smallest failing example it settled on. The
+# search asks only about examples, in an order fixed by the answers so far (seeded, no database):
+# a submission that gives the same answers is asked the same examples and ends at the same one,
+# so its search is followed here, calling its function on each example, without running
+# Hypothesis' engine again (most of a failing case's time in a class run).
+_SEARCHES: dict[tuple[str, bool], dict[str, Any]] = {}
+_SEARCHES_LOCK = threading.Lock()
+
+
+def _known_search(root: dict[str, Any], checked: list[tuple[Any, Any]], evaluate: Any, state: dict[str, Any]) -> Any:
+    """Follow a remembered search with this submission's answers (those in `checked` first, then
+    new calls, which are appended to `checked` for a search that has to run after all). Returns
+    the smallest failing example when the whole search is known, else None."""
+    node: dict[str, Any] | None = root
+    i = 0
+    while node is not None and "ask" in node:
+        drawn = node["ask"]
+        if i < len(checked):
+            known, answer = checked[i]
+            if known != drawn or not isinstance(answer, bool):
+                return None
+        else:
+            answer = evaluate(drawn)
+            checked.append((drawn, answer))
+            if state["aborted"] is not None or state["slow"] is not None:
+                return None
+        i += 1
+        with _SEARCHES_LOCK:
+            node = node["next"].get(answer)
+    return node["minimal"] if node is not None and "minimal" in node else None
+
+
+def _remember_search(root: dict[str, Any], asked: list[tuple[Any, Any]], minimal: Any) -> None:
+    if not asked or not all(isinstance(answer, bool) for _, answer in asked):
+        return
+    with _SEARCHES_LOCK:
+        node = root
+        for drawn, answer in asked:
+            if "ask" not in node:
+                if node:  # a different search already ends here: keep the first
+                    return
+                node.update(ask=copy.deepcopy(drawn), next={})
+            elif node["ask"] != drawn:
+                return
+            node = node["next"].setdefault(answer, {})
+        if not node:
+            node["minimal"] = copy.deepcopy(minimal)
 
 
 _EXAMPLES_LOCK = threading.Lock()

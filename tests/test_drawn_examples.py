@@ -1,5 +1,6 @@
-"""Drawn (Hypothesis) cases check each submission on examples drawn once per process: the verdict,
-the smallest failing example and every call of the learner's function are the same as when
+"""Drawn (Hypothesis) cases check each submission on examples drawn once per process, and follow a
+failure's search remembered from an earlier submission that answered alike: the verdict, the
+smallest failing example and every call of the learner's function are the same as when
 Hypothesis runs for the submission from the start (the path taken when the examples cannot be
 drawn ahead), for passing, failing, raising and call-counting functions."""
 
@@ -74,10 +75,12 @@ def test_drawn_cases_give_what_a_full_hypothesis_search_gives(name, monkeypatch)
     for case in drawn:
         for dtype in case.dtypes:
             fast = run(case, FUNCTIONS[name], dtype)
+            again = run(case, FUNCTIONS[name], dtype)  # a failure's search is now known: followed without Hypothesis
             with monkeypatch.context() as m:
                 m.setattr(G, "_drawn_examples", lambda *a: (_ for _ in ()).throw(RuntimeError("not drawn ahead")))
                 full = run(case, FUNCTIONS[name], dtype)
             assert fast == full, (case.id, dtype)
+            assert again == full, (case.id, dtype)
             outcomes.append(fast[0]["outcome"])
     if name == "reference":
         assert set(outcomes) == {"passed"}
@@ -91,3 +94,18 @@ def test_examples_are_drawn_once_per_process_and_case():
     first = G._drawn_examples(case, True)
     assert G._drawn_examples(case, True) is first
     assert len(first) == case.examples
+
+
+def test_a_remembered_search_is_followed_only_while_the_answers_agree():
+    """Two functions that fail differently: the second one's search leaves the first one's tree
+    where its answers differ, and Hypothesis takes over from there, with the same result as alone."""
+    spec = load_spec()
+    case = next(c for c in spec.cases if c.id == "ma.reference.drawn")
+    dtype = case.dtypes[0]
+    G._SEARCHES.clear()
+    run(case, FUNCTIONS["stateful"], dtype)
+    assert G._SEARCHES[(repr(case), True)], "the failing search was remembered"
+    mixed = run(case, lambda: wrong_axis, dtype)
+    G._SEARCHES.clear()
+    alone = run(case, lambda: wrong_axis, dtype)
+    assert mixed == alone
