@@ -258,15 +258,10 @@ def run_class(
     return run
 
 
-def named_exercises(entries: list[ClassEntry]) -> tuple[str, ...]:
-    """The exercises whose names appear in the entries' files (a text search that never runs the
-    code): what a class run is likely to grade, so what is worth preparing before it starts."""
-    return scanned(entries)[0]
-
-
 def scanned(entries: list[ClassEntry]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """What the entries' files name, read as text (never run): the exercises (see
-    named_exercises) and the notebook format versions (4.N) whose validators to prepare."""
+    """What the entries' files name, read as text (never run): the exercises whose names appear
+    (what a class run is likely to grade, so what is worth preparing before it starts) and the
+    notebook format versions (4.N) whose validators to prepare."""
     from .exercises import EXERCISES
 
     found: set[str] = set()

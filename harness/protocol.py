@@ -536,10 +536,11 @@ class CaseStarted(Message):
 @dataclass
 class CaseStop(Message):
     """The grader, to the zygote: the case child stopped answering in time (kill it, saying where
-    it was), closed its connection (say how it ended), or sent something unreadable (kill it)."""
+    it was) or closed its connection (say how it ended). (One that sends something unreadable
+    ends its whole zygote.)"""
 
     OP: ClassVar[str] = "case_stop"
-    reason: str = one_of("timeout", "crashed", "corrupted")
+    reason: str = one_of("timeout", "crashed")
 
 
 @dataclass

@@ -747,10 +747,6 @@ class CaseSession:
             self._lose(outcome.detail)
         return outcome
 
-    def _changed_state(self) -> bool:
-        assert self.child is not None  # checked by the caller
-        return not _unchanged(self.child)
-
     def _end(self, reason: str, outcome: Callable[[str], CallOutcome]) -> CallOutcome:
         """The child overran the case's limit or died: the zygote ends it and says where it was."""
         self._close_child()
@@ -774,7 +770,7 @@ class CaseSession:
 
     def __exit__(self, *exc: Any) -> None:
         if self.keep and self.child is not None and self.ended is None:
-            self.keep = not self._changed_state()
+            self.keep = _unchanged(self.child)
         self._close_child()
         s = self.session
         if self.lost or s.sock is None:

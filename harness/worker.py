@@ -582,12 +582,7 @@ class Zygote:
         timeout, the learner's line it was on)."""
         if self.child is None:
             return ""
-        if reason == "timeout":
-            return self._kill_with_trace()
-        if reason == "crashed":
-            return self._reap_description()
-        self._kill_child()
-        return ""
+        return self._kill_with_trace() if reason == "timeout" else self._reap_description()
 
     def _kill_with_trace(self) -> str:
         """Ask the child where it is (faulthandler), then kill it; return the learner's line if found."""
