@@ -20,11 +20,6 @@ LISTED = [m for m in misconceptions.CATALOGUE if m.listed]
 
 
 @pytest.fixture(scope="module")
-def spec():
-    return load_spec()
-
-
-@pytest.fixture(scope="module")
 def pool():
     with WorkerPool() as p:
         if torch_available():

@@ -11,23 +11,10 @@ import numpy as np
 import pytest
 
 from attnspec.grade import GradeOptions, grade, torch_available
-from attnspec.loader import load_spec
 from attnspec.properties.heads import head_edit, only_head
 from attnspec.reference import numpy_ref
-from attnspec.runner import WorkerPool
 
 CASE = "mha.heads_sum"
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec()
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with WorkerPool() as p:
-        yield p
 
 
 def _case(path, spec, pool, backend="numpy"):

@@ -29,7 +29,7 @@ from attnspec.grade import GradeOptions, grade
 from attnspec.loader import load_spec
 from attnspec.reports.json_report import render_json
 from attnspec.results import GradeResult
-from attnspec.runner import Limits, WorkerPool, decode_outcome
+from attnspec.runner import Limits, decode_outcome
 from attnspec.static import analyze
 from attnspec.submission import MAX_SOURCE_BYTES, load_submission
 
@@ -73,12 +73,6 @@ def _options() -> GradeOptions:
 @pytest.fixture(scope="module")
 def spec():
     return load_spec([str(SPEC_DIR)], builtin=False)
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with WorkerPool() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

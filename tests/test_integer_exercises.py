@@ -10,7 +10,6 @@ import pytest
 from attnspec import misconceptions
 from attnspec.exercises import EXERCISES, HELPER_EXERCISE
 from attnspec.grade import GradeOptions, grade, torch_available
-from attnspec.loader import load_spec
 from attnspec.reference import numpy_ref, variants
 from attnspec.runner import WorkerPool
 
@@ -39,11 +38,6 @@ def causal_mask(seq_len):
 def attention_param_count(d_model, d_head, n_heads, n_layers):
     return torch.tensor(4 * d_model * d_head) * n_heads * n_layers   # a 0-d int64 tensor
 """
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from attnspec.grade import GradeOptions, grade
 from attnspec.loader import load_spec
 from attnspec.properties import PROPERTIES
 from attnspec.results import CaseResult, GradeResult, strip_timings
-from attnspec.runner import Limits, WorkerPool, WorkerSession
+from attnspec.runner import Limits, WorkerSession
 from attnspec.submission import load_submission
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,6 @@ def _options(**changes) -> GradeOptions:
 @pytest.fixture(scope="module")
 def spec():
     return load_spec([str(SPEC_DIR)], builtin=False)
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with WorkerPool() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from attnspec.grade import GradeOptions, grade, torch_available
 from attnspec.loader import load_spec
 from attnspec.reference import gradients, numpy_ref
-from attnspec.runner import WorkerPool
 from strategies import MASK_KINDS_2D, block_arrays, block_shapes, grad_out_like, make_mask, mask_kinds, seeds
 
 EXERCISE = "post_norm_block"
@@ -193,17 +192,6 @@ POST_NORM = """
     a = ln(x + attn(x, params, n_heads, mask), params["ln1_g"], params["ln1_b"])
     return ln(a + mlp(a, params), params["ln2_g"], params["ln2_b"])
 """
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec()
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with WorkerPool() as p:
-        yield p
 
 
 def _grade(tmp_path, spec, pool, function: str, body: str):

@@ -11,9 +11,7 @@ import pytest
 
 from attnspec.grade import GradeOptions, grade
 from attnspec.inputs import generate_inputs
-from attnspec.loader import load_spec
 from attnspec.reference import gradients, numpy_ref
-from attnspec.runner import WorkerPool
 from attnspec.specmodel import InputSpec
 
 EXERCISE = "transformer_stack"
@@ -191,17 +189,6 @@ MISTAKES = {
         return h
     """,
 }
-
-
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec()
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with WorkerPool() as p:
-        yield p
 
 
 def _grade(tmp_path, spec, pool, body: str):
