@@ -124,7 +124,8 @@ def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> dict[
     allowed = allowed_seconds(factor, reference, floor)
     if elapsed <= allowed and not stopped:
         return None
-    ratio = elapsed / reference if reference > 0 else float("inf")
+    # rounded once, so the message and its evidence state the same figure
+    ratio = round(elapsed / reference, 1) if reference > 0 else float("inf")
     sizes = describe_sizes(inputs)
     submission = ctx.submission
     sources = {f.filename: f.text for f in submission.files} if submission is not None else {}
@@ -139,7 +140,7 @@ def check_speed(ctx: Any, inputs: Inputs, outcome: Any, elapsed: float) -> dict[
         "factor": factor,
         "floor": round(floor, 3),
         "allowed": round(allowed, 4),
-        "ratio": round(ratio, 1),
+        "ratio": ratio,
         "stopped": stopped,
         "sizes": sizes,
         "hotspots": hot,
