@@ -12,7 +12,6 @@ children) inherit the setting. Nothing changes where glibc's mallopt is not avai
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -24,7 +23,9 @@ def keep_freed_memory() -> bool:
     """Serve allocations up to 32 MiB from the heap and keep up to 512 MiB of freed heap; True if
     glibc accepted both."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        # the symbols already loaded in this process (libc's among them): find_library("c") would
+        # start /sbin/ldconfig, at every grading's start, on the way to the same function
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
