@@ -18,7 +18,7 @@ from typing import Any, Callable, cast
 
 import numpy as np
 
-from .protocol import Call, CallReply, ErrorInfo, Hit, OutputDesc, ProtocolError, Sample, decode_float64
+from .protocol import Call, CallReply, ErrorInfo, Hit, OutputDesc, ProtocolError, Sample, decode_array, decode_float64
 
 MAX_OUTPUT_ELEMENTS = 8_000_000
 
@@ -148,7 +148,7 @@ def decode_args(nodes: list[Any], buffers: list[bytes], backend: str, dtype: str
         if kind == "float":
             return float(node["v"])
         if kind == "array":
-            return _to_backend(decode_float64(node, buffers), backend, dtype)
+            return _to_backend(decode_array(node, buffers), backend, dtype)
         if kind == "dict":
             return {k: build(v, depth + 1) for k, v in node["items"].items()}
         if kind == "list" and _type(node.get("items")) is list:

@@ -28,7 +28,7 @@ import time
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, Callable, ClassVar, Union
 
 import numpy as np
 
@@ -37,6 +37,7 @@ import numpy as np
 _np_frombuffer = np.frombuffer
 _np_float64 = np.float64
 _os_read = os.read
+_os_readv = os.readv
 _os_write = os.write
 _select = select.select
 _monotonic = time.monotonic
@@ -128,7 +129,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def recv(fd: int, deadline: float | None = None, max_header: int = MAX_HEADER) -> tuple[dict[str, Any], list[bytes]]:
+def recv(fd: int, deadline: float | None = None, max_header: int = MAX_HEADER) -> tuple[dict[str, Any], list[Any]]:
     """Read one message; raise Timeout past `deadline` (time.monotonic), ProtocolError on EOF,
     CorruptMessage on a malformed or oversized one."""
     (length,) = _LEN_unpack(_read_exact(fd, _LEN.size, deadline, first=True))
@@ -142,7 +143,25 @@ def recv(fd: int, deadline: float | None = None, max_header: int = MAX_HEADER) -
         raise CorruptMessage("the message's buffer sizes are missing or invalid")
     if sum(sizes) > MAX_TOTAL:
         raise CorruptMessage(f"the message's buffers hold {mib(sum(sizes))}, more than the {mib(MAX_TOTAL)} limit")
-    return header, [_read_exact(fd, size, deadline) for size in sizes]
+    return header, [_read_buffer(fd, size, deadline) for size in sizes]
+
+
+def _read_buffer(fd: int, size: int, deadline: float | None) -> bytearray:
+    """`size` bytes read straight into a new bytearray (no chunks to join): an array can be built
+    on it without another copy (decode_array)."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        if deadline is not None:
+            left = deadline - _monotonic()
+            if left <= 0 or not _select([fd], [], [], left)[0]:
+                raise Timeout()
+        n = _os_readv(fd, [view[got : got + (1 << 24)]])
+        if not n:
+            raise ProtocolError("the other side closed the connection in the middle of a message")
+        got += n
+    return buf
 
 
 def _read_exact(fd: int, size: int, deadline: float | None, first: bool = False) -> bytes:
@@ -187,7 +206,7 @@ class Message:
     OP: ClassVar[str | None] = None
 
     def to_header(self) -> dict[str, Any]:
-        header = {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
+        header = _to_plain(type(self))(self)
         if self.OP is not None:
             header["op"] = self.OP
         return header
@@ -201,7 +220,10 @@ class Message:
         if not strict and type(header) is dict:
             known = _fields(cls)
             header = {k: v for k, v in header.items() if k in known or k == "op"}
-        return _parse_dataclass(cls, header, cls.__name__, 0)
+        try:
+            return _fast_parser(cls)(header, 0)
+        except _Invalid:  # the checks again, slowly, to say exactly what was wrong
+            return _parse_dataclass(cls, header, cls.__name__, 0)
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -272,6 +294,168 @@ def _parse_dataclass(cls: type, value: Any, where: str, depth: int) -> Any:
             continue
         kwargs[name] = _check(value[name], hints[name], f"{where}.{name}", depth + 1, f.metadata)
     return cls(**kwargs)
+
+
+# ---- the same checks compiled once per type: a header is parsed per call on both sides, so the
+# common case (a valid header) runs these closures, with no field paths formatted. They accept
+# exactly what `_parse_dataclass`/`_check` accept (tests/test_protocol.py compares the two);
+# any doubt raises _Invalid, and `parse` runs the slow checks for the precise message.
+
+
+class _Invalid(Exception):
+    pass
+
+
+_PARSERS: dict[Any, Any] = {}
+_PLAIN: dict[type, Any] = {}
+
+
+def _fast_parser(cls: type) -> Any:
+    parser = _PARSERS.get(cls)
+    if parser is None:
+        parser = _PARSERS[cls] = _compile_dataclass(cls)
+    return parser
+
+
+def _compile_dataclass(cls: type) -> Any:
+    hints = _hints(cls)
+    fields = [(name, f, name in hints) for name, f in _fields(cls).items()]
+    allowed = frozenset(_fields(cls)) | {"op"}
+    op = getattr(cls, "OP", None)
+    checks: list[tuple[str, Any, bool]] = []
+
+    def parse(value: Any, depth: int) -> Any:
+        if type(value) is not dict or depth > MAX_DEPTH or not allowed.issuperset(value):
+            raise _Invalid
+        if op is not None and value.get("op", op) != op:
+            raise _Invalid
+        kwargs = {}
+        inner = depth + 1
+        for name, check, required in checks:
+            if name in value:
+                kwargs[name] = check(value[name], inner)
+            elif required:
+                raise _Invalid
+        return cls(**kwargs)
+
+    _PARSERS[cls] = parse  # before the fields: a message class may (indirectly) contain itself
+    for name, f, _ in fields:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        checks.append((name, _compile_check(hints[name], f.metadata or {}), required))
+    return parse
+
+
+def _compile_check(tp: Any, meta: Any) -> Any:
+    """A function (value, depth) -> value that does what `_check(value, tp, ..., meta)` does."""
+    if tp is Any:
+        def any_json(value: Any, depth: int) -> Any:
+            try:
+                _check_json(value, "", depth)
+            except CorruptMessage:
+                raise _Invalid from None
+            return value
+        return any_json
+    origin, args = _origin_args(tp)
+    if origin in (Union, types.UnionType):
+        nullable = type(None) in args
+        options = [_compile_check(a, meta) for a in args if a is not type(None)]
+
+        def union(value: Any, depth: int) -> Any:
+            if value is None and nullable:
+                return None
+            for option in options:
+                try:
+                    return option(value, depth)
+                except _Invalid:
+                    pass
+            raise _Invalid
+        return union
+    if tp is str:
+        limit, enum = meta.get("max", MAX_TEXT), meta.get("enum")
+
+        def text(value: Any, depth: int) -> Any:
+            if type(value) is not str or len(value) > limit or (enum is not None and value not in enum):
+                raise _Invalid
+            return value
+        return text
+    if tp is bool:
+        def boolean(value: Any, depth: int) -> Any:
+            if type(value) is not bool:
+                raise _Invalid
+            return value
+        return boolean
+    if tp is int:
+        def integer(value: Any, depth: int) -> Any:
+            if type(value) is not int or not -(1 << 62) <= value <= 1 << 62:
+                raise _Invalid
+            return value
+        return integer
+    if tp is float:
+        def number(value: Any, depth: int) -> Any:
+            if type(value) not in (int, float) or not _isfinite(value):
+                raise _Invalid
+            return float(value)
+        return number
+    if origin is list:
+        limit = meta.get("max", MAX_ITEMS)
+        item = _compile_check(args[0], {})
+
+        def items(value: Any, depth: int) -> Any:
+            if type(value) is not list or len(value) > limit:
+                raise _Invalid
+            inner = depth + 1
+            return [item(v, inner) for v in value]
+        return items
+    if origin is dict:
+        limit = meta.get("max", MAX_ITEMS)
+        key, entry = _compile_check(str, {}), _compile_check(args[1], {})
+
+        def entries(value: Any, depth: int) -> Any:
+            if type(value) is not dict or len(value) > limit:
+                raise _Invalid
+            inner = depth + 1
+            return {key(k, inner): entry(v, inner) for k, v in value.items()}
+        return entries
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        def nested(value: Any, depth: int) -> Any:
+            return _fast_parser(tp)(value, depth)
+        return nested
+    raise TypeError(f"internal: no check for {tp!r}")  # pragma: no cover - a programming error in a message class
+
+
+def _to_plain(cls: type) -> Any:
+    """A function message -> header dict for this class, compiled once: fields whose type holds
+    no dataclass (scalars, strings, `Any` JSON nodes) are taken as they are."""
+    convert = _PLAIN.get(cls)
+    if convert is None:
+        hints = _hints(cls)
+        names = tuple(_fields(cls))
+        converters = [(name, _plain_for(hints[name])) for name in names]
+        if all(c is None for _, c in converters):
+            def convert(message: Any) -> dict[str, Any]:
+                return {name: getattr(message, name) for name in names}
+        else:
+            def convert(message: Any) -> dict[str, Any]:
+                out = {}
+                for name, c in converters:
+                    value = getattr(message, name)
+                    out[name] = value if c is None else c(value)
+                return out
+        _PLAIN[cls] = convert
+    return convert
+
+
+def _plain_for(tp: Any) -> Any:
+    """None when values of type `tp` are already plain JSON; else a converter (which, like
+    `_plain`, also accepts values of another type than declared)."""
+    origin, args = _origin_args(tp)
+    if tp is Any or tp in _SCALARS:
+        return None
+    if origin in (Union, types.UnionType) or origin in (list, dict):
+        if all(_plain_for(a) is None for a in args):
+            return None
+        return _plain
+    return _plain
 
 
 def _what(value: Any) -> str:
@@ -674,8 +858,11 @@ def float_from_json(value: Any) -> float:
     return float(value)
 
 
-def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
-    """Encode a grader-side input (float64 arrays, ints, None, dicts of arrays, lists of those) for the worker."""
+def encode_input(value: Any, buffers: list[Any], to_float32: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
+    """Encode a grader-side input (float64 arrays, ints, None, dicts of arrays, lists of those) for
+    the worker. An array's bytes are sent from its own memory (a view, not a copy); with
+    `to_float32` (a call in float32) arrays are sent as what it makes of them, at half the bytes:
+    the worker would cast them to float32 anyway, and the cast gives the same values on either side."""
     if value is None:
         return {"t": "none"}
     if isinstance(value, bool):
@@ -685,13 +872,17 @@ def encode_input(value: Any, buffers: list[bytes]) -> dict[str, Any]:
     if isinstance(value, (float, np.floating)):
         return {"t": "float", "v": float_to_json(float(value))}
     if isinstance(value, np.ndarray):
+        if to_float32 is not None:
+            arr = np.ascontiguousarray(to_float32(value), dtype=np.float32)
+            buffers.append(memoryview(arr).cast("B"))  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
+            return {"t": "array", "shape": list(arr.shape), "buf": len(buffers) - 1, "dtype": "float32"}
         arr = np.ascontiguousarray(value, dtype=np.float64)
-        buffers.append(arr.tobytes())
+        buffers.append(memoryview(arr).cast("B"))  # type: ignore[arg-type]
         return {"t": "array", "shape": list(arr.shape), "buf": len(buffers) - 1}
     if isinstance(value, dict):
-        return {"t": "dict", "items": {str(k): encode_input(v, buffers) for k, v in value.items()}}
+        return {"t": "dict", "items": {str(k): encode_input(v, buffers, to_float32) for k, v in value.items()}}
     if isinstance(value, list):
-        return {"t": "list", "items": [encode_input(v, buffers) for v in value]}
+        return {"t": "list", "items": [encode_input(v, buffers, to_float32) for v in value]}
     raise TypeError(f"cannot send {type(value).__name__} to a worker")
 
 
@@ -710,17 +901,31 @@ def decode_values(encoding: str, shape: list[int], buf: bytes) -> np.ndarray:
     return raw.astype(np.float64).reshape(shape)
 
 
-def decode_float64(node: Any, buffers: list[bytes]) -> np.ndarray:
-    """A float64 numpy array from an array node (types, shape and byte length checked)."""
+def decode_float64(node: Any, buffers: list[Any]) -> np.ndarray:
+    """A float64 numpy array from an array node (types, shape and byte length checked), a copy."""
+    return decode_array(node, buffers, ("float64",), own=False)
+
+
+_ARRAY_DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+
+
+def decode_array(node: Any, buffers: list[Any], encodings: tuple[str, ...] = ("float64", "float32"), *, own: bool = True) -> np.ndarray:
+    """A numpy array from an array node, in the encoding it names (float64 unless it says
+    float32). With `own` an array is built on a buffer `recv` read (a bytearray that nothing else
+    holds) without copying it; otherwise, and for any other buffer, it is a copy."""
     if type(node) is not dict:
         raise CorruptMessage("an array reference is not an object")
-    shape, index = node.get("shape"), node.get("buf")
+    shape, index, encoding = node.get("shape"), node.get("buf"), node.get("dtype", "float64")
     if type(shape) is not list or len(shape) > 32 or not all(type(s) is int and 0 <= s for s in shape):
         raise CorruptMessage("an array's shape is not a list of sizes")
     if type(index) is not int or not 0 <= index < len(buffers):
         raise CorruptMessage("an array refers to a buffer that was not sent")
+    if encoding not in encodings:
+        raise CorruptMessage(f"an array is said to hold {str(encoding)[:20]} values, not one of {', '.join(encodings)}")
+    dtype = _ARRAY_DTYPES[encoding]
     buf = buffers[index]
-    need = 8 * _prod(shape)
+    need = dtype.itemsize * _prod(shape)
     if len(buf) != need:
         raise CorruptMessage(f"an array buffer holds {len(buf)} bytes, but shape {tuple(shape)} needs {need}")
-    return _np_frombuffer(buf, dtype=_np_float64).reshape(shape).copy()
+    arr = _np_frombuffer(buf, dtype=dtype).reshape(shape)
+    return arr if own and type(buf) is bytearray else arr.copy()

@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Protocol
 
 import numpy as np
 
-from . import callexec, sandbox
+from . import callexec, refcache, sandbox
 from .callexec import RAW_ENCODINGS
 from .errors import WorkerError
 from .exercises import FUNCTIONS
@@ -227,7 +227,7 @@ def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype:
         backend=backend,
         dtype=dtype,
         arg_names=list(contract.args),
-        args=[encode_input(v, buffers) for v in values],
+        args=[encode_input(v, buffers, _float32 if dtype == "float32" else None) for v in values],
         forbidden=list(forbidden),
     )
     if stop_after is not None:
@@ -235,6 +235,15 @@ def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype:
     if grad is not None:
         message.grad = GradSpec(wrt=list(grad.wrt), cotangent=encode_input(grad.cotangent, buffers))
     return message.to_header(), buffers
+
+
+def _float32(value: np.ndarray) -> np.ndarray:
+    """An input cast to float32 for a call in float32, once per read-only input (refcache)."""
+    def cast() -> np.ndarray:
+        with np.errstate(over="ignore"):  # beyond float32's range is inf, as the worker's cast made it
+            return value.astype(np.float32)
+
+    return refcache.cached(("cast", "float32"), [value], cast)
 
 
 class CaseRunner(Protocol):

@@ -18,10 +18,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attnspec import protocol
 from attnspec.errors import SubmissionError
@@ -29,7 +32,8 @@ from attnspec.grade import GradeOptions, grade
 from attnspec.loader import load_spec
 from attnspec.reports.json_report import render_json
 from attnspec.results import GradeResult
-from attnspec.runner import Limits, decode_outcome
+from attnspec import callexec
+from attnspec.runner import Limits, call_request, decode_outcome
 from attnspec.static import analyze
 from attnspec.submission import MAX_SOURCE_BYTES, load_submission
 
@@ -178,12 +182,152 @@ def test_a_malformed_reply_is_a_corrupted_worker_not_an_exception(reply, buffers
     assert outcome.problem() == outcome.detail
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_float32_call_sends_float32_bytes_that_decode_to_the_cast_the_worker_made_before(backend):
+    """Inputs of a float32 call cross as float32 (half the bytes); the worker's arrays are the ones
+    it built before from float64 bytes: a float32 cast rounds the same on either side, -inf and
+    values beyond float32's range included."""
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    Q = rng.standard_normal((2, 3, 4, 5)) * np.array([1.0, 1e-30, 1e30, 3e38, 1e-45])
+    mask = np.where(rng.random((4, 4)) < 0.3, -np.inf, 0.0)
+    args = [Q, Q[::-1].copy(), Q + 1, mask]
+    header32, sent32 = call_request("manual_attention", args, backend, "float32", None, [])
+    header64, sent64 = call_request("manual_attention", args, backend, "float64", None, [])
+    assert [len(b) for b in sent32] == [len(b) // 2 for b in sent64]
+    received = [bytearray(b) for b in sent32]  # as recv hands them over
+    got = callexec.decode_args(header32["args"], received, backend, "float32")
+    with np.errstate(over="ignore"):
+        before = [callexec._to_backend(protocol.decode_float64(n, sent64), backend, "float32") for n in header64["args"]]
+    for g, b in zip(got, before):
+        if backend == "torch":
+            assert g.dtype == torch.float32 and torch.equal(g.isnan(), b.isnan()) and torch.equal(torch.nan_to_num(g), torch.nan_to_num(b))
+            g.add_(1)  # the worker's own writable memory
+        else:
+            assert g.dtype == np.float32 and np.array_equal(g, b, equal_nan=True)
+            g += 1
+    assert all(bytes(b) == bytes(a) for a, b in zip(sent32, call_request("manual_attention", args, backend, "float32", None, [])[1]))
+
+
+@pytest.mark.parametrize(
+    ("node", "buffers", "why"),
+    [
+        ({"t": "array", "shape": [2], "buf": 0, "dtype": "float16"}, [bytearray(4)], "said to hold float16 values"),
+        ({"t": "array", "shape": [2], "buf": 0, "dtype": "float32"}, [bytearray(16)], r"holds 16 bytes, but shape \(2,\) needs 8"),
+        ({"t": "array", "shape": [2], "buf": 1}, [bytearray(16)], "refers to a buffer that was not sent"),
+    ],
+)
+def test_an_array_node_that_does_not_match_its_bytes_is_refused(node, buffers, why):
+    with pytest.raises(protocol.CorruptMessage, match=why):
+        protocol.decode_array(node, buffers)
+
+
+def test_only_a_received_buffer_is_used_in_place():
+    data = np.arange(4.0)
+    owned = protocol.decode_array({"shape": [4], "buf": 0}, [bytearray(data.tobytes())])
+    shared = memoryview(data).cast("B")
+    copied = protocol.decode_array({"shape": [4], "buf": 0}, [shared])
+    assert owned.flags.writeable and np.array_equal(owned, data)
+    copied[0] = 99.0  # a copy: the grader's array behind the view is untouched
+    assert data[0] == 0.0 and not np.shares_memory(copied, data)
+
+
 def test_values_are_converted_by_the_grader_from_their_own_dtype():
     values = np.arange(6, dtype=np.float32).reshape(2, 3)
     reply = _reply(output={"kind": "ndarray", "type": "numpy.ndarray", "dtype": "float32", "shape": [2, 3], "values": 0, "encoding": "float32"})
     outcome = decode_outcome(reply, [values.tobytes()])
     assert outcome.ok and outcome.output.values.dtype == np.float64
     np.testing.assert_array_equal(outcome.output.values, values)
+
+
+# values at the checks' edges (length limits 64/200/300/4096/64 KiB, the integer range, enums), half the time
+_EDGE_VALUES = ["x" * n for n in (64, 65, 200, 201, 300, 301, 4096, 4097, 65536, 65537)] + [1 << 62, (1 << 62) + 1, -(1 << 62) - 1, 2.5, float("inf"), True, None, "ok", "raised", "float32", "tensor", "nope", [], {}, [1] * 32, [1] * 33, ["Q"] * 65, [{"api": "a"}] * 101, {f"k{i}": {"shape": [1], "buf": 0} for i in range(33)}]
+_JSON = st.sampled_from(_EDGE_VALUES) | st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(1 << 64), max_value=1 << 64) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["kind", "type", "api", "shape", "buf", "op", "zz"]), inner, max_size=4),
+    max_leaves=12,
+)
+_VALID = {
+    protocol.CallReply: {
+        "status": "ok", "duration": 0.5, "error": {"type": "ValueError", "message": "m", "traceback": "", "line": 3, "file": "f.py"},
+        "output": {"kind": "ndarray", "type": "numpy.ndarray", "dtype": "float32", "shape": [2, 3], "values": 0, "encoding": "float32"},
+        "mutated": ["Q"], "tripwires": [{"api": "torch.softmax", "file": None, "line": 2}], "grads": {"Q": {"shape": [2], "buf": 1}},
+        "samples": [{"file": "f.py", "line": 1, "count": 3}], "stopped": None,
+    },
+    protocol.Call: {"function": "manual_attention", "backend": "torch", "dtype": "float32", "arg_names": ["Q"], "args": [{"t": "array", "shape": [2], "buf": 0}], "grad": {"wrt": ["Q"], "cotangent": {"t": "none"}}, "op": "call"},
+    protocol.Loaded: {"duration": 1, "chunk_errors": [{"type": "E", "chunk": 2}], "functions": {"f": {"callable": True, "type": "function", "bindable": None}}, "output": {"text": "hi", "bytes": 2}, "op": "loaded"},
+}
+
+
+def _mutate(header: Any, path: list[Any], value: Any, action: str) -> Any:
+    if not path:
+        return value
+    out = dict(header) if isinstance(header, dict) else list(header)
+    key = path[0]
+    if isinstance(out, dict) and len(path) == 1 and action == "drop":
+        out.pop(key, None)
+        return out
+    if isinstance(out, dict) and key not in out:
+        out[key] = value
+        return out
+    if isinstance(out, list) and not (isinstance(key, int) and key < len(out)):
+        return out + [value]
+    out[key] = _mutate(out[key], path[1:], value, action)
+    return out
+
+
+def _paths(value: Any, prefix: list[Any]) -> list[list[Any]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += _paths(v, prefix + [k])
+        found.append(prefix + ["zz"])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _paths(v, prefix + [i])
+    return found
+
+
+def _verdict(parse: Any) -> Any:
+    try:
+        return ("ok", parse())
+    except (protocol.CorruptMessage, protocol._Invalid):
+        return ("invalid", None)
+
+
+def _compare_parsers(cls: type, header: Any) -> None:
+    fast = _verdict(lambda: protocol._fast_parser(cls)(header, 0))
+    slow = _verdict(lambda: protocol._parse_dataclass(cls, header, cls.__name__, 0))
+    assert fast[0] == slow[0] and repr(fast[1]) == repr(slow[1]), (header, fast, slow)
+    if fast[0] == "ok":  # and a message turns back into the header the field-by-field way
+        plain = {name: protocol._plain(getattr(fast[1], name)) for name in protocol._field_names(cls)}
+        assert {k: v for k, v in fast[1].to_header().items() if k != "op"} == plain
+        assert cls.parse(header) == fast[1]
+
+
+@pytest.mark.parametrize("cls", sorted(_VALID, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_the_compiled_checks_agree_with_the_field_by_field_checks_on_every_edge_of_every_field(cls):
+    """Headers are parsed by closures compiled per message class (fast, no error text), falling
+    back to the field-by-field checks for the message: the two agree on each field of a valid
+    header set to each edge value, or dropped."""
+    header = _VALID[cls]
+    _compare_parsers(cls, header)
+    for path in _paths(header, []):
+        _compare_parsers(cls, _mutate(header, path, None, "drop"))
+        for value in _EDGE_VALUES:
+            _compare_parsers(cls, _mutate(header, path, value, "set"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(_VALID, key=lambda c: c.__name__)), st.data())
+def test_the_compiled_checks_agree_with_the_field_by_field_checks_on_drawn_headers(cls, data):
+    """The same on headers with several fields changed at once, to drawn JSON."""
+    header = _VALID[cls]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(header, [])))
+        header = _mutate(header, path, data.draw(_JSON), data.draw(st.sampled_from(["set", "drop"])))
+    _compare_parsers(cls, header)
 
 
 def _pipe_message(raw: bytes) -> tuple[int, threading.Thread]:
