@@ -16,16 +16,15 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import dataclasses
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from . import callexec, refcache, sandbox
+from . import callexec, masterproc, refcache, sandbox
 from .callexec import RAW_ENCODINGS
 from .errors import WorkerError
 from .exercises import FUNCTIONS
@@ -261,26 +260,11 @@ class WorkerPool:
     def __init__(self, sandbox_level: str = "none", hide: Any = ()) -> None:
         """`sandbox_level`: none | auto | strict (see harness/sandbox.py); `hide`: paths that must
         not be visible inside a sandbox (spec folders, submission folders, outputs)."""
-        self._sock, theirs = socket.socketpair()
-        self._log: IO[bytes] = tempfile.TemporaryFile()
-        env = dict(os.environ)
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
-        env.pop("PYTHONSTARTUP", None)
-        self._cwd = tempfile.TemporaryDirectory(prefix="attnspec-worker-")
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "attnspec.worker", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                cwd=self._cwd.name,
-                env=env,
-            )
+            started = masterproc.take_early() or masterproc.start_master()
         except OSError as exc:
             raise WorkerError(f"could not start a worker process ({sys.executable}): {exc}") from None
-        finally:
-            theirs.close()
+        self._sock, self._log, self._cwd, self._proc = started.sock, started.log, started.cwd, started.proc
         self._pending: list[str] = []
         self._lock = threading.Lock()  # submissions may be graded from several threads
         self._preloading: list[str] = []
