@@ -23,8 +23,8 @@ from typing import IO
 class StartedMaster:
     sock: socket.socket
     log: IO[bytes]
-    cwd: tempfile.TemporaryDirectory  # type: ignore[type-arg]
-    proc: subprocess.Popen  # type: ignore[type-arg]
+    cwd: tempfile.TemporaryDirectory[str]
+    proc: subprocess.Popen[bytes]
 
 
 _EARLY: list[StartedMaster] = []
