@@ -132,7 +132,7 @@ def test_misbehaviour_fails_only_its_case(graded, spec, fixture):
 @pytest.mark.parametrize("fixture", ["correct.py", "patches_numpy_at_load.py", "records_pid.py", "freezes_worker.py"])
 def test_well_behaved_fixture_passes_every_case(graded, spec, fixture):
     """freezes_worker.py stops its zygote in one case, but its case child still answers the grader
-    directly with correct values; the stopped zygote is replaced for the cases after it."""
+    directly with correct values, and the grader resumes the stopped zygote (SIGCONT)."""
     result = graded(fixture)
     assert_only_these_fail(result, spec, {})
     assert result.load.errors == []

@@ -23,12 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attnspec import sandbox
 from attnspec.reports import sandbox_summary
 from attnspec.results import GradeResult, strip_timings
-from attnspec.runner import Limits, WorkerPool, WorkerSession
+from attnspec.runner import WORKER_MARGIN_S, Limits, WorkerPool, WorkerSession
 from attnspec.submission import load_submission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,6 +338,7 @@ def test_watchdog_ends_a_stopped_zygote_at_the_submission_limit():
         clone = session.clone()  # a second zygote in the same sandbox; the grader knows its real pid
         assert clone.pid is not None and clone.pid != session.pid
         assert os.readlink(f"/proc/{clone.pid}/ns/pid") == os.readlink(f"/proc/{session.pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        session.resume = lambda: None  # type: ignore[method-assign]  # a zygote the grader cannot wake (see the next test)
         os.kill(session.pid, signal.SIGSTOP)
         start = time.monotonic()
         with session.case("iso.ref_b3", 60) as cs:
@@ -349,6 +351,26 @@ def test_watchdog_ends_a_stopped_zygote_at_the_submission_limit():
             with each.case("iso.ref_b4", 60) as cs:
                 assert cs.lost == "the submission's total time limit (1 s) was reached: its processes were stopped"
             each.close()
+    assert_nothing_left(before)
+
+
+@needs_namespaces
+def test_a_stopped_zygote_is_resumed_and_answers_at_once():
+    """A submission that SIGSTOPs its zygote (its parent) does not stall the grader: the zygote is
+    sent SIGCONT (through a pidfd, so never another process) whenever it is asked something."""
+    limits = Limits(case_timeout=60, submission_timeout=60)
+    before = sandbox_processes()
+    with WorkerPool("strict") as pool:
+        session = WorkerSession(pool, load_submission(CORRECT).load_request(), limits)
+        assert session.start().ok and session.pidfd is not None
+        for case in ("iso.ref_b3", "iso.ref_b4"):
+            os.kill(session.pid, signal.SIGSTOP)
+            start = time.monotonic()
+            with session.case(case, 60) as cs:
+                outcome = cs.call("manual_attention", [np.ones((1, 1, 2, 2))] * 3 + [None], backend="numpy", dtype="float64")
+            assert outcome.ok and cs.lost is None, (outcome, cs.lost)
+            assert time.monotonic() - start < WORKER_MARGIN_S  # no reply was waited out
+        session.close()
     assert_nothing_left(before)
 
 
