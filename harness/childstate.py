@@ -9,7 +9,8 @@ was forked, i.e. the submission as loaded:
   place (torch's version counter);
 - the libraries a case can patch: every attribute of numpy, torch, torch.nn, torch.nn.functional,
   torch.Tensor, math, builtins and of any other module the submission's globals name is still the
-  object it was (attributes added later, such as torch's lazily imported submodules, are ignored);
+  object it was (attributes added to a module later, such as torch's lazily imported submodules,
+  are ignored; torch.Tensor gains none: one added there shadows an inherited method);
 - global switches: torch's default dtype, grad mode, thread count and deterministic mode, and
   NumPy's floating-point error handling.
 
@@ -20,12 +21,14 @@ It never reaches another submission.
 
 from __future__ import annotations
 
+import operator
 import sys
 import types
 from typing import Any, Mapping
 
 LIBRARIES = ("numpy", "numpy.linalg", "torch", "torch.nn", "torch.nn.functional", "math", "builtins")
 SMALL_ARRAY_BYTES = 1 << 16
+_is = operator.is_
 
 
 class Snapshot:
@@ -38,14 +41,21 @@ class Snapshot:
         # per library namespace: its names then, and the objects they named (kept alive here, so
         # their ids cannot be reused by other objects)
         self.libraries = [(d, tuple(d), tuple(d.values())) for d in self._library_dicts()]
-        self.library_ids = [tuple(map(id, values)) for _, _, values in self.libraries]
+        torch = sys.modules.get("torch")
+        tensor = getattr(torch, "Tensor", None) if torch is not None else None
+        self.tensor_names = (vars(tensor), len(vars(tensor))) if isinstance(tensor, type) else None
         self.switches = _switches()
 
     def changed(self) -> bool:
         try:
             if self._own_state() != self.own or _switches() != self.switches:
                 return True
-            return any(tuple(map(id, map(d.get, names))) != ids for (d, names, _), ids in zip(self.libraries, self.library_ids))
+            # each name still bound to the very object it was (held above, so `is` cannot be fooled)
+            if not all(all(map(_is, map(d.get, names), values)) for d, names, values in self.libraries):
+                return True
+            # a class's namespace gains no names on its own (a module's does: lazy submodules), so a
+            # name added to torch.Tensor shadows an inherited method (torch.Tensor.add = ...)
+            return self.tensor_names is not None and len(self.tensor_names[0]) != self.tensor_names[1]
         except Exception:  # noqa: BLE001 - learner objects can raise anywhere: count it as a change
             return True
 

@@ -236,6 +236,34 @@ def test_a_verdict_that_depends_on_earlier_cases_is_taken_from_a_fresh_child(gra
     assert_only_these_fail(result, spec, {})
 
 
+def test_the_state_check_sees_library_patches_and_ignores_lazy_submodules(monkeypatch):
+    """What a case child compares after each case (harness/childstate.py), on this process."""
+    torch = pytest.importorskip("torch")
+    import types
+
+    from attnspec.childstate import Snapshot
+
+    snap = Snapshot({"np": np, "torch": torch}, set())
+    assert not snap.changed()
+    patches = [
+        (torch, "softmax", lambda *a, **k: None),  # a library function replaced
+        (torch.Tensor, "add", lambda *a: None),  # an inherited tensor method shadowed
+        (np, "einsum", np.matmul),
+        (builtins, "sum", lambda *a: 0),
+    ]
+    for owner, name, value in patches:
+        with monkeypatch.context() as m:
+            m.setattr(owner, name, value, raising=False)
+            assert snap.changed(), f"{owner.__name__}.{name}"
+        assert not snap.changed()
+    with monkeypatch.context() as m:
+        m.delattr(torch.nn.functional, "relu")
+        assert snap.changed()
+    with monkeypatch.context() as m:  # a module gaining a submodule (torch imports some lazily) is no change
+        m.setattr(torch, "lazily_imported", types.ModuleType("torch.lazily_imported"), raising=False)
+        assert not snap.changed()
+
+
 def test_case_order_and_sharing_are_the_same_in_every_grading(spec, pool):
     runs = [grade(str(SUBMISSIONS / "wrong_after_earlier_calls.py"), spec, _options(), pool) for _ in range(2)]
     assert [(c.case_id, c.outcome, c.output) for c in runs[0].cases] == [(c.case_id, c.outcome, c.output) for c in runs[1].cases]
