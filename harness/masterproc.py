@@ -28,6 +28,7 @@ class StartedMaster:
 
 
 _EARLY: list[StartedMaster] = []
+_OWNER: list[int] = []  # the pid that started it: a forked copy of this process must not take it
 
 
 def start_master() -> StartedMaster:
@@ -68,12 +69,14 @@ def start_early() -> None:
         _EARLY.append(start_master())
     except OSError:
         return
+    _OWNER[:] = [os.getpid()]
     atexit.register(_close_untaken)
 
 
 def take_early() -> StartedMaster | None:
-    """The master started early, once; None if there is none (or it has exited already)."""
-    if not _EARLY:
+    """The master started early, once, in the process that started it; None if there is none (or
+    it has exited already)."""
+    if not _EARLY or _OWNER != [os.getpid()]:
         return None
     started = _EARLY.pop()
     if started.proc.poll() is not None:
@@ -83,7 +86,7 @@ def take_early() -> StartedMaster | None:
 
 
 def _close_untaken() -> None:
-    while _EARLY:
+    while _EARLY and _OWNER == [os.getpid()]:
         _close(_EARLY.pop())
 
 

@@ -31,6 +31,27 @@ def test_the_first_pool_takes_the_early_master_and_the_next_one_starts_its_own()
     assert early.poll() is not None
 
 
+def test_a_forked_copy_of_the_process_never_takes_its_parents_early_master():
+    """Grader processes are forked from the command: two of them on one master socket would mix
+    their messages, so only the process that started the early master may take it."""
+    masterproc.start_early()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if masterproc.take_early() is None else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        pool = WorkerPool("none")  # the early master is still this process's, and serves it
+        try:
+            pool.preload(["numpy"])
+            assert pool.wait_preloaded() == {"numpy": None}
+        finally:
+            pool.close()
+    finally:
+        masterproc._close_untaken()
+    assert not masterproc._EARLY
+
+
 def _processes_with(marker: str) -> list[int]:
     """Processes whose environment holds `marker` (a master inherits the command's environment)."""
     found = []
