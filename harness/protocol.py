@@ -36,7 +36,6 @@ import numpy as np
 
 _np_frombuffer = np.frombuffer
 _np_float64 = np.float64
-_os_read = os.read
 _os_readv = os.readv
 _os_write = os.write
 _select = select.select
@@ -95,7 +94,7 @@ def _dumps(header: dict[str, Any]) -> bytes:
     return "".join(_encode(header, 0)).encode("ascii")
 
 
-def _loads(raw: bytes) -> Any:
+def _loads(raw: bytes | bytearray) -> Any:
     try:
         text = raw.decode("utf-8")
         if _scan is None:  # pragma: no cover
@@ -143,43 +142,30 @@ def recv(fd: int, deadline: float | None = None, max_header: int = MAX_HEADER) -
         raise CorruptMessage("the message's buffer sizes are missing or invalid")
     if sum(sizes) > MAX_TOTAL:
         raise CorruptMessage(f"the message's buffers hold {mib(sum(sizes))}, more than the {mib(MAX_TOTAL)} limit")
-    return header, [_read_buffer(fd, size, deadline) for size in sizes]
+    return header, [_read_exact(fd, size, deadline) for size in sizes]
 
 
-def _read_buffer(fd: int, size: int, deadline: float | None) -> bytearray:
-    """`size` bytes read straight into a new bytearray (no chunks to join): an array can be built
-    on it without another copy (decode_array)."""
-    buf = bytearray(size)
-    view = memoryview(buf)
+def _read_exact(fd: int, size: int, deadline: float | None, first: bool = False) -> bytearray:
+    """`size` bytes, read straight into a bytearray that grows (doubling) as they arrive, so what is
+    held stays proportional to what was sent, whatever size was announced; an array can be built
+    on the result without another copy (decode_array)."""
+    buf = bytearray(min(size, 1 << 20))
     got = 0
     while got < size:
+        if got == len(buf):
+            buf.extend(bytes(min(len(buf), size - got)))
         if deadline is not None:
             left = deadline - _monotonic()
             if left <= 0 or not _select([fd], [], [], left)[0]:
                 raise Timeout()
-        n = _os_readv(fd, [view[got : got + (1 << 24)]])
+        with memoryview(buf) as view, view[got:] as free:
+            n = _os_readv(fd, [free])
         if not n:
+            if first and got == 0:
+                raise ProtocolError("the other side closed the connection")
             raise ProtocolError("the other side closed the connection in the middle of a message")
         got += n
     return buf
-
-
-def _read_exact(fd: int, size: int, deadline: float | None, first: bool = False) -> bytes:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        if deadline is not None:
-            left = deadline - _monotonic()
-            if left <= 0 or not _select([fd], [], [], left)[0]:
-                raise Timeout()
-        chunk = _os_read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            if first and remaining == size:
-                raise ProtocolError("the other side closed the connection")
-            raise ProtocolError("the other side closed the connection in the middle of a message")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 # ---------------------------------------------------------------- typed messages
@@ -298,7 +284,7 @@ def _parse_dataclass(cls: type, value: Any, where: str, depth: int) -> Any:
 
 # ---- the same checks compiled once per type: a header is parsed per call on both sides, so the
 # common case (a valid header) runs these closures, with no field paths formatted. They accept
-# exactly what `_parse_dataclass`/`_check` accept (tests/test_protocol.py compares the two);
+# exactly what `_parse_dataclass`/`_check` accept (tests/test_hostile_inputs.py compares the two);
 # any doubt raises _Invalid, and `parse` runs the slow checks for the precise message.
 
 
@@ -319,7 +305,6 @@ def _fast_parser(cls: type) -> Any:
 
 def _compile_dataclass(cls: type) -> Any:
     hints = _hints(cls)
-    fields = [(name, f, name in hints) for name, f in _fields(cls).items()]
     allowed = frozenset(_fields(cls)) | {"op"}
     op = getattr(cls, "OP", None)
     checks: list[tuple[str, Any, bool]] = []
@@ -339,7 +324,7 @@ def _compile_dataclass(cls: type) -> Any:
         return cls(**kwargs)
 
     _PARSERS[cls] = parse  # before the fields: a message class may (indirectly) contain itself
-    for name, f, _ in fields:
+    for name, f in _fields(cls).items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         checks.append((name, _compile_check(hints[name], f.metadata or {}), required))
     return parse

@@ -372,6 +372,27 @@ def test_recv_refuses_oversized_and_malformed_messages(raw, why):
         t.join(timeout=5)
 
 
+def test_buffers_of_any_size_arrive_whole_and_a_cut_one_is_an_error():
+    """recv grows each buffer as its bytes arrive (a sender that announces 512 MiB and sends
+    nothing makes the reader hold almost nothing): several MiB arrive exactly, a cut message fails."""
+    data = np.random.default_rng(3).bytes(5 * (1 << 20) + 7)
+    framed = b"".join([protocol._LEN_pack(len(body := json.dumps({"_buffers": [len(data), 0]}).encode())), body, data])
+    r, t = _pipe_message(framed)
+    try:
+        header, buffers = protocol.recv(r, deadline=None)
+    finally:
+        os.close(r)
+        t.join(timeout=5)
+    assert header == {} and [bytes(b) for b in buffers] == [data, b""] and all(type(b) is bytearray for b in buffers)
+    r, t = _pipe_message(framed[: -len(data) // 2])
+    try:
+        with pytest.raises(protocol.ProtocolError, match="in the middle of a message"):
+            protocol.recv(r, deadline=None)
+    finally:
+        os.close(r)
+        t.join(timeout=5)
+
+
 def test_patching_json_and_struct_does_not_change_what_is_sent(monkeypatch):
     r, w = os.pipe()
     try:
