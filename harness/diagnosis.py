@@ -28,9 +28,10 @@ from .inputs import Inputs
 from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
 from .results import Diagnosis
 from .specmodel import Tolerance
+from .timing import input_megabytes
 
 EXPLAIN_FACTOR = 10.0
-LARGE_CALL_ELEMENTS = 1 << 16  # the realistic-size cases' inputs hold ~10^6 elements, the others ~10^3
+LARGE_CALL_MB = 0.5  # as float64: the realistic-size cases' inputs take ~10 MB, the others ~0.01 MB
 TRIPLE_BUDGET_S = 4.0
 NO_MATCH = (
     "No known mistake from the catalogue reproduces all of the failing results; "
@@ -58,8 +59,7 @@ class _Call:
     @cached_property
     def large(self) -> bool:
         """Inputs of realistic size: a model costs ~100x more to run on them than on a small case's."""
-        args = self.obs.inputs.positional() if isinstance(self.obs.inputs, Inputs) else list(self.obs.inputs)
-        return _elements(args) > LARGE_CALL_ELEMENTS
+        return input_megabytes(self.obs.inputs) > LARGE_CALL_MB
 
 
 @dataclass
@@ -682,16 +682,6 @@ def _ratio(fn: Callable[..., Any], obs: Any, tol: Any) -> float:
     return float(ratio.max())
 
 
-def _elements(value: Any, depth: int = 0) -> int:
-    if isinstance(value, np.ndarray):
-        return int(value.size)
-    if isinstance(value, dict) and depth < 3:
-        return sum(_elements(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple)) and depth < 3:
-        return sum(_elements(v, depth + 1) for v in value)
-    return 0
-
-
 def _solve_scale(calls: list[_Call]) -> float | None:
     """The score scale, relative to 1/sqrt(d_head), read exactly from the one-hot-queries probe:
     with V = I the output is the weights, and row i's scores are 2 * K[:, j] * factor (j the hot
@@ -755,7 +745,7 @@ def _rel_error(c: _Call) -> float:
 
 def _cast(value: Any, dtype: str) -> Any:
     if isinstance(value, np.ndarray):  # remembered for read-only inputs, so a mistake's output on the cast is too
-        return refcache.cached(("cast", dtype), [value], lambda: value.astype(dtype))
+        return refcache.cast(value, dtype)
     if isinstance(value, dict):
         return {k: _cast(v, dtype) for k, v in value.items()}
     if isinstance(value, list):

@@ -85,6 +85,17 @@ def cached(what: Hashable, args: list[Any], compute: Callable[[], Any]) -> Any:
     return value
 
 
+def cast(value: np.ndarray, dtype: str) -> np.ndarray:
+    """`value` in `dtype` (values beyond its range become inf, without a warning), remembered for a
+    read-only input: the float32 inputs of a float32 call and the diagnosis' casts are one entry."""
+
+    def compute() -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return value.astype(dtype)
+
+    return cached(("cast", dtype), [value], compute)
+
+
 def freeze(value: Any) -> Any:
     """`value` with every array read-only and owning its memory (copied when it was a view), and
     known here as unchangeable; dicts, lists and tuples are rebuilt around their frozen items."""

@@ -237,12 +237,9 @@ def call_request(function: str, inputs: Inputs | list[Any], backend: str, dtype:
 
 
 def _float32(value: np.ndarray) -> np.ndarray:
-    """An input cast to float32 for a call in float32, once per read-only input (refcache)."""
-    def cast() -> np.ndarray:
-        with np.errstate(over="ignore"):  # beyond float32's range is inf, as the worker's cast made it
-            return value.astype(np.float32)
-
-    return refcache.cached(("cast", "float32"), [value], cast)
+    """An input cast to float32 for a call in float32, once per read-only input; beyond float32's
+    range is inf, as the worker's own cast made it."""
+    return refcache.cast(value, "float32")
 
 
 class CaseRunner(Protocol):
@@ -724,7 +721,6 @@ class CaseSession:
             self.lost = s.load.fatal or "the submission could not be loaded"
             return self
         try:
-            s.resume()
             send(s.sock.fileno(), CaseStart(case=self.case_id, timeout=self.timeout, fresh=self.fresh))
             reply = s.reply(time.monotonic() + WORKER_MARGIN_S + 10)
             self.fresh = CaseStarted.parse(reply).fresh
@@ -784,7 +780,6 @@ class CaseSession:
         sock = self.session.sock
         try:
             assert sock is not None  # the case started on it
-            self.session.resume()
             send(sock.fileno(), CaseStop(reason=reason))
             reply = self.session.reply(time.monotonic() + WORKER_MARGIN_S)
             detail = CaseStopped.parse(reply).detail
@@ -808,7 +803,6 @@ class CaseSession:
         if self.lost or s.sock is None:
             return
         try:
-            s.resume()
             send(s.sock.fileno(), CaseEnd(spare=not self.last, keep=self.keep))
             reply = s.reply(time.monotonic() + WORKER_MARGIN_S)
             self.captured = captured_output(reply)

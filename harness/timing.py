@@ -50,9 +50,9 @@ def floor_seconds(inputs: Inputs) -> float:
     return TIME_FLOOR_S + TRANSFER_S_PER_MB * input_megabytes(inputs)
 
 
-def input_megabytes(inputs: Inputs) -> float:
-    """Megabytes the inputs take on the way to the case child (sent as float64): arrays, the
-    arrays of a params dict, and those of every dict in a list (a stack's layers)."""
+def input_megabytes(inputs: Inputs | list[Any]) -> float:
+    """Megabytes the inputs take as float64 (as sent to the case child; a call in float32 sends
+    half): arrays, the arrays of a params dict, and those of every dict in a list (a stack's layers)."""
 
     def size(value: Any) -> int:
         if isinstance(value, dict):
@@ -61,7 +61,7 @@ def input_megabytes(inputs: Inputs) -> float:
             return sum(size(v) for v in value)
         return int(getattr(value, "size", 0)) * 8
 
-    return sum(size(value) for value in inputs.positional()) / 1e6
+    return sum(size(value) for value in (inputs.positional() if isinstance(inputs, Inputs) else inputs)) / 1e6
 
 
 def allowed_seconds(factor: float, reference: float, floor: float = TIME_FLOOR_S) -> float:
