@@ -132,7 +132,8 @@ class _Diagnoser:
                 named.append(self._diagnosis(m, evidence, knobs))
         elif isinstance(fit, str):
             self.result.diagnosis_note = fit
-        for d in named:
+        covered = {gone for d in named for gone in SUBSUMES.get(d.id, ())}
+        for d in [d for d in named if d.id not in covered]:
             if not any(x.id == d.id for x in self.result.diagnoses):
                 self.result.diagnoses.append(d)
         if not named and self.result.failed_cases:
@@ -150,21 +151,25 @@ class _Diagnoser:
 
     def _structural(self, m: Misconception) -> dict[str, Any] | None:
         if m.signature is not None:
-            prop, kind = m.signature
-            cases = self._failed_with(prop, (kind,))
-            return {"failed_cases": cases, "rule": f"the '{prop}' property failed with a {kind} failure"} if cases else None
+            prop, kind, *got = m.signature
+            cases = self._failed_with(prop, (kind,), got[0] if got else None)
+            seen = f" (got {got[0]})" if got else ""
+            return {"failed_cases": cases, "rule": f"the '{prop}' property failed with a {kind} failure{seen}"} if cases else None
         if m.rule is not None and m.rule in RULES:
             return RULES[m.rule](self)
         if m.function is not None and m.function != self.exercise:
             return self._helper_function(m)
         return None
 
-    def _failed_with(self, prop: str | None, kinds: tuple[str, ...]) -> list[str]:
+    def _failed_with(self, prop: str | None, kinds: tuple[str, ...], got: str | None = None) -> list[str]:
         return sorted(
             c.case_id
             for c in self.result.cases
             if (prop is None or c.property == prop)
-            and any(i.backend == self.backend and i.outcome != "passed" and (i.failure or {}).get("kind") in kinds for i in c.instances)
+            and any(
+                i.backend == self.backend and i.outcome != "passed" and (i.failure or {}).get("kind") in kinds and (got is None or (i.failure or {}).get("got") == got)
+                for i in c.instances
+            )
         )
 
     def _helper_function(self, m: Misconception) -> dict[str, Any] | None:
@@ -455,7 +460,7 @@ class _Diagnoser:
         if raised and len(raised) < len(bad):
             facts.append({"feature": "raised", "text": f"{len(raised)} of {len(bad)} differing calls raised {', '.join(sorted({str(c.obs.error_type) for c in raised}))}"})
         if all(c.obs.status == "ok" for c in bad):
-            rel = max(_rel_error(c) for c in bad)
+            rel = max(_rel_error(c, self.exercise) for c in bad)
             if rel < 1e-4:
                 facts.append({"feature": "size", "text": f"the differences are tiny (relative error at most {rel:.1e}), at the level of float32 rounding"})
         return facts
@@ -584,7 +589,7 @@ def _float32_internal(d: _Diagnoser) -> dict[str, Any] | None:
         return None
     if not any(c.obs.dtype == "float32" for c in calls):
         return None
-    worst = max(_rel_error(c) for c in bad)
+    worst = max(_rel_error(c, d.exercise) for c in bad)
     if worst > 1e-4:
         return None
     on_grid = all(np.array_equal(c.obs.values.astype(np.float32).astype(np.float64), c.obs.values) for c in bad)
@@ -607,6 +612,9 @@ RULES: dict[str, Callable[[_Diagnoser], dict[str, Any] | None]] = {
     "half_fill_overflow": _half_fill_overflow,
     "float32_internal": _float32_internal,
 }
+# One mistake seen two ways: a True/False mask is a 0/1 keep-mask in bool dtype, so its values
+# fit cm.keep01 too; only the more specific name is given.
+SUBSUMES: dict[str, tuple[str, ...]] = {"cm.boolean": ("cm.keep01",)}
 PROBE_PREFIX = "probe:"
 _FALLBACK_ONLY = {"ma.scale_other", "mha.attention.scale_other", "block.attention.scale_other"}
 
@@ -732,15 +740,23 @@ def _rounding_noise(fn: Callable[..., Any], exact: list[Any], low: np.ndarray) -
     return np.where(np.isfinite(noise), noise, 0.0)
 
 
-def _rel_error(c: _Call) -> float:
-    ref = misconceptions._variant(c.obs.inputs.exercise if isinstance(c.obs.inputs, Inputs) else "manual_attention", {})
+def _rel_error(c: _Call, exercise: str) -> float:
+    """The learner's largest difference from the reference, relative to the reference's largest
+    value; inf when the shapes differ or the non-finite values (NaN, +-inf) are not where the
+    reference has them (a NaN is a wrong value, not a tiny one)."""
+    drawn = isinstance(c.obs.inputs, Inputs)
+    ref = misconceptions._variant(c.obs.inputs.exercise if drawn else exercise, {})
+    args = c.obs.inputs.positional() if drawn else list(c.obs.inputs)
     with np.errstate(all="ignore"):
-        expected = np.asarray(ref(*c.obs.inputs.positional()), dtype=np.float64)
-        if expected.shape != c.obs.values.shape:
+        expected = np.asarray(ref(*args), dtype=np.float64)
+        got = np.asarray(c.obs.values, dtype=np.float64)
+        if expected.shape != got.shape:
             return math.inf
-        scale = max(float(np.nanmax(np.abs(expected), initial=0.0)), 1e-12)
-        diff = np.abs(c.obs.values - expected)
-        return float(np.nanmax(diff, initial=0.0)) / scale if not np.all(np.isnan(diff)) else math.inf
+        finite = np.isfinite(expected)
+        if not np.array_equal(finite, np.isfinite(got)) or not np.array_equal(expected[~finite], got[~finite], equal_nan=True):
+            return math.inf
+        scale = max(float(np.max(np.abs(expected[finite]), initial=0.0)), 1e-12)
+        return float(np.max(np.abs(got[finite] - expected[finite]), initial=0.0)) / scale
 
 
 def _cast(value: Any, dtype: str) -> Any:

@@ -161,7 +161,23 @@ def test_each_causal_mask_mistake_is_named(body, named, spec, pool, tmp_path):
     path = write(tmp_path, f"import numpy as np\n\n\ndef causal_mask(seq_len):\n    {body}\n")
     ex = by_name(grade(path, spec, GradeOptions(), pool))["causal_mask"]
     assert ex.failed_cases
-    assert named in [d.id for d in ex.diagnoses], (ex.diagnoses, ex.diagnosis_note, failure_text(ex))
+    assert [d.id for d in ex.diagnoses] == [named], (ex.diagnoses, ex.diagnosis_note, failure_text(ex))  # one mistake, one name
+
+
+@pytest.mark.parametrize("exercise,body", [
+    ("attention_param_count", "return 4 * d_model * d_head * n_heads * n_layers + 1"),
+    ("attention_param_count", "return 4 * d_model * (d_model // n_heads) * n_heads * n_layers"),
+    ("causal_mask", "return np.zeros((seq_len, seq_len))"),
+    ("causal_mask", "return np.triu(np.full((seq_len, seq_len), -10**9), k=1)"),  # right values, int64
+    ("causal_mask", "return np.triu(np.ones((seq_len, seq_len)), k=1) * -np.inf"),  # 0 * -inf is NaN below
+])
+def test_a_wrong_answer_outside_the_catalogue_is_graded_and_not_named(exercise, body, spec, pool, tmp_path):
+    args = "seq_len" if exercise == "causal_mask" else "d_model, d_head, n_heads, n_layers"
+    path = write(tmp_path, f"import numpy as np\n\n\ndef {exercise}({args}):\n    {body}\n")
+    ex = by_name(grade(path, spec, GradeOptions(), pool))[exercise]
+    assert ex.status == "graded" and ex.failed_cases, ex.message
+    assert ex.diagnoses == [], (ex.diagnoses, failure_text(ex))
+    assert not [i.likely for c in ex.cases for i in c.instances if i.likely], failure_text(ex)
 
 
 def test_a_file_without_causal_mask_is_told_it_is_not_defined(spec, pool, tmp_path):

@@ -72,7 +72,8 @@ class Misconception:
     knobs: dict[str, Any] | None = None  # numeric: a variants knob setting
     function: str | None = None  # the contract function it replaces (default: the exercise's)
     wrapper: Callable[..., Any] | None = None  # structural: implementation built from the reference
-    signature: tuple[str, str] | None = None  # structural: (failed property, failure kind) read from the structured failure
+    # structural: (failed property, failure kind[, the failure's `got`]) read from the structured failure
+    signature: tuple[str, str] | tuple[str, str, str] | None = None
     rule: str | None = None  # diagnosed by a named rule on the failing inputs (see diagnosis.RULES)
     backends: tuple[str, ...] = ("numpy", "torch")
     listed: bool = True  # False for entries derived from a lower exercise (diagnosis only)

@@ -52,7 +52,7 @@ class CausalMask(Exercise):
               "causal_mask returns a 0/1 lower-triangular matrix (1 = may see), a multiplicative keep-mask; the contract's mask is additive: 0 where allowed, -inf above the diagonal.", "masking", keep01=True),
             Misconception("cm.boolean", self.name, "causal mask returned as True/False",
                           "causal_mask returns a boolean array (True = may see, as torch.tril(torch.ones(n, n)).bool() or masked_fill's argument); the contract's mask is additive floats: 0.0 where allowed, -inf above the diagonal. The course's version turns the 0/1 matrix into 0/-inf with masked_fill(mask == 0, float('-inf')).",
-                          COURSE["masking"], knobs={"boolean": True}, signature=("causal_mask_dtype", "dtype")),
+                          COURSE["masking"], knobs={"boolean": True}, signature=("causal_mask_dtype", "dtype", "bool")),
         ]
 
 
