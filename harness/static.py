@@ -54,7 +54,9 @@ class StaticReport:
         return hints
 
     def forbidden_uses(self, function: str, apis: list[str]) -> list[Use]:
-        """Uses of `apis` in `function` and in the submission's own helpers it calls (transitively)."""
+        """Uses of `apis` in `function` and in the submission's own helpers it calls (transitively).
+        Names resolve as Python would: a name a function binds itself (an argument, an assignment,
+        its own import) hides the module's import or helper of that name."""
         if function not in self.functions or not apis:
             return []
         uses: list[Use] = []
@@ -66,12 +68,10 @@ class StaticReport:
                 continue
             seen.add(name)
             info = self.functions[name]
-            local = dict(self.aliases)
-            local.update(_import_aliases(info.node))
-            for node in ast.walk(info.node):
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in self.functions:
+            for node, aliases, helpers in _scoped_nodes(info.node, self.aliases, set(self.functions)):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in helpers:
                     todo.append(node.id)
-                path = _resolve(node, local)
+                path = _resolve(node, aliases)
                 if path is None:
                     continue
                 for api in apis:
@@ -80,6 +80,66 @@ class StaticReport:
                         if use not in uses:
                             uses.append(use)
         return sorted(uses, key=lambda u: (u.filename, u.line))
+
+
+_NESTED_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _scoped_nodes(scope: ast.AST, aliases: dict[str, str], helpers: set[str]) -> list[tuple[ast.AST, dict[str, str], set[str]]]:
+    """Every node inside a function with the import aliases and helper-function names in force
+    there: the names the function (or a function nested in it) binds itself hide the enclosing
+    ones, and its own imports add theirs."""
+    own = _own_scope(scope)
+    bound = _bindings(scope, own)
+    visible = {k: v for k, v in aliases.items() if k not in bound}
+    visible.update(_import_aliases_in(own))
+    callable_names = helpers - bound
+    out: list[tuple[ast.AST, dict[str, str], set[str]]] = []
+    for node in own:
+        out.append((node, visible, callable_names))
+        if node is not scope and isinstance(node, _NESTED_SCOPES):
+            out.extend(_scoped_nodes(node, visible, callable_names))
+    return out
+
+
+def _own_scope(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of a function's own scope: nested functions, lambdas and classes are included as
+    nodes (their names, defaults and decorators belong here) but not walked into."""
+    nodes: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        if isinstance(node, _NESTED_SCOPES):
+            todo.extend(node.decorator_list if not isinstance(node, ast.Lambda) else [])
+            args = getattr(node, "args", None)
+            if isinstance(args, ast.arguments):
+                todo.extend(d for d in args.defaults + args.kw_defaults if d is not None)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
+def _bindings(scope: ast.AST, own: list[ast.AST]) -> set[str]:
+    """The names a function binds in its own scope (so local to it), less those it declares global."""
+    bound: set[str] = set()
+    args = getattr(scope, "args", None)
+    if isinstance(args, ast.arguments):
+        every = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a is not None]
+        bound.update(a.arg for a in every)
+    declared: set[str] = set()
+    for node in own:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not scope:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+    return bound - declared
 
 
 # Ways to reach the worker's own objects (its frames, its tracer, its reply) from learner code.
@@ -118,7 +178,7 @@ def analyze(submission: Submission) -> StaticReport:
                 if module.split(".")[0] == "attnspec":
                     report.attnspec_imports.append(Use(f"import {module}", source.filename, line))
         aliases = _import_aliases(tree)
-        report.aliases.update(aliases)
+        report.aliases = _module_aliases(tree, report.aliases)
         try:
             report.introspection.extend(_introspection(tree, aliases, source.filename))
         except RecursionError:  # an attribute chain nested deeper than our resolver goes
@@ -162,10 +222,36 @@ def _imported_modules(node: ast.AST) -> list[tuple[str, int]]:
     return []
 
 
+def _module_aliases(tree: ast.Module, earlier: dict[str, str]) -> dict[str, str]:
+    """The module's import aliases as they stand after its top-level code ran, statement by
+    statement (a notebook's cells in order): a later def, class or assignment of the same name
+    replaces an import, and imports inside functions are the functions' own."""
+    aliases = dict(earlier)
+    for stmt in tree.body:
+        own = [stmt] if isinstance(stmt, _NESTED_SCOPES) else [stmt, *_own_scope(stmt)]
+        path = _resolve(stmt.value, aliases) if isinstance(stmt, ast.Assign) else None
+        if path is not None and all(isinstance(t, ast.Name) for t in stmt.targets):  # sdpa = F.scaled_dot_product_attention
+            aliases.update((t.id, path) for t in stmt.targets if isinstance(t, ast.Name))
+            continue
+        for node in own:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                aliases.update(_import_aliases_in([node]))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                aliases.pop(node.name, None)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                aliases.pop(node.id, None)
+    return aliases
+
+
 def _import_aliases(tree: ast.AST) -> dict[str, str]:
     """Local name -> dotted path for every import in `tree` (import a.b as c, from a import b as c)."""
+    return _import_aliases_in(list(ast.walk(tree)))
+
+
+def _import_aliases_in(nodes: list[ast.AST]) -> dict[str, str]:
+    """Local name -> dotted path for the imports among `nodes`, in order."""
     aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.asname:
