@@ -229,10 +229,11 @@ def _module_aliases(tree: ast.Module, earlier: dict[str, str]) -> dict[str, str]
     aliases = dict(earlier)
     for stmt in tree.body:
         own = [stmt] if isinstance(stmt, _NESTED_SCOPES) else [stmt, *_own_scope(stmt)]
-        path = _resolve(stmt.value, aliases) if isinstance(stmt, ast.Assign) else None
-        if path is not None and all(isinstance(t, ast.Name) for t in stmt.targets):  # sdpa = F.scaled_dot_product_attention
-            aliases.update((t.id, path) for t in stmt.targets if isinstance(t, ast.Name))
-            continue
+        if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            path = _resolve(stmt.value, aliases)
+            if path is not None:  # sdpa = F.scaled_dot_product_attention
+                aliases.update((t.id, path) for t in stmt.targets if isinstance(t, ast.Name))
+                continue
         for node in own:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 aliases.update(_import_aliases_in([node]))
