@@ -9,7 +9,10 @@ anything with an expected value: verdicts are the grader's job.
 from __future__ import annotations
 
 import builtins
+import itertools
+import operator
 import reprlib
+import types
 import signal
 import sys
 import time
@@ -18,9 +21,8 @@ from typing import Any, Callable, cast
 
 import numpy as np
 
-from .protocol import Call, CallReply, ErrorInfo, Hit, OutputDesc, ProtocolError, Sample, decode_array, decode_float64
+from .protocol import MAX_OUTPUT_ELEMENTS, Call, CallReply, ErrorInfo, Hit, OutputDesc, ProtocolError, Sample, decode_array, decode_float64
 
-MAX_OUTPUT_ELEMENTS = 8_000_000
 
 # Captured before any learner code runs, so a submission that monkeypatches numpy (or builtins)
 # at import time cannot change how inputs are built or outputs are read back. A returned value is
@@ -572,7 +574,8 @@ def execute_call(
     leaves: dict[str, Any] = {}
     if call.grad:
         args = _attach_grad(args, call.arg_names, call.grad.wrt, leaves)
-    before = _snapshot(args, call.arg_names) if call.check_mutation else {}
+    # a tuple: learner code that reaches this frame (its f_back) cannot empty it
+    before = tuple(_snapshot(args, call.arg_names).items()) if call.check_mutation else ()
     out_buffers: list[bytes] = []
     tripwires = Tripwires(call.forbidden, learner_files, getattr(fn, "__globals__", None))
     raised: BaseException | None = None
@@ -590,7 +593,7 @@ def execute_call(
         if sampler is not None:
             sampler.end()
         duration = _perf_counter() - start
-        tampered = tripwires.intact()
+        tampered = tripwires.intact() or _own_code_changed()  # noqa: F821 - bound by _hold_state below
         tripwires.__exit__()
     error = None
     if raised is not None and tampered is None:
@@ -615,7 +618,7 @@ def execute_call(
         del out_buffers[:]
         reply.output = OutputDesc(kind="other", type=_qualname(_type(value))[:300], unreadable=f"reading the output failed: {_safe_str(exc)}")
     after = _snapshot(args, call.arg_names) if before else {}
-    reply.mutated = sorted(k for k, v in before.items() if after.get(k) != v)
+    reply.mutated = sorted(k for k, v in before if after.get(k) != v)
     if call.grad:
         grads = _gradients(value, leaves, call.grad.cotangent, buffers, out_buffers)
         reply.grads, reply.grad_error, reply.grad_missing = grads.get("grads"), grads.get("grad_error"), grads.get("grad_missing", [])
@@ -696,3 +699,50 @@ def _gradients(value: Any, leaves: dict[str, Any], cot_node: Any, buffers: list[
     if missing:
         out["grad_missing"] = missing
     return out
+
+
+def _hold_state(modules: list[Any], name: str) -> None:
+    """Bind `name` in the first module to a check that the modules' globals, their classes'
+    attributes and their functions' code are still what they were when this module was imported
+    (before any learner code ran in the process): a submission that reaches them (through frames
+    or the garbage collector) to swap a function, such as the one that checks its inputs for
+    changes, is caught, not believed. The check is bound first, so it is part of what it holds."""
+    namespaces: list[Any] = []  # module and class namespaces, then what they held, all in one row
+    sizes: list[int] = []
+    values: list[Any] = []
+    functions: list[Any] = []
+    codes: list[Any] = []
+    is_, all_, map_, list_, len_ = operator.is_, builtins.all, builtins.map, builtins.list, builtins.len  # learner code can replace the builtins
+    chain, values_of, code_of = itertools.chain.from_iterable, operator.methodcaller("values"), operator.attrgetter("__code__")
+    message = "it changed the grader's own code in its process"
+
+    def changed() -> str | None:
+        try:  # C-level iteration throughout: as many names, each bound to the same object
+            if list_(map_(len_, namespaces)) != sizes:
+                return message
+            if not all_(map_(is_, chain(map_(values_of, namespaces)), values)):  # a rebound name holds another object
+                return message
+            if not all_(map_(is_, map_(code_of, functions), codes)):
+                return message
+        except Exception:  # noqa: BLE001 - a replaced object that raises when looked at
+            return message
+        return None
+
+    vars(modules[0])[name] = changed
+    for module in modules:
+        namespaces.append(vars(module))
+        for value in list(vars(module).values()):
+            if getattr(value, "__module__", None) != module.__name__:
+                continue
+            if isinstance(value, type):
+                namespaces.append(vars(value))
+                functions.extend(f for f in vars(value).values() if _type(getattr(f, "__code__", None)) is types.CodeType)
+            elif _type(getattr(value, "__code__", None)) is types.CodeType:
+                functions.append(value)
+    sizes.extend(len(n) for n in namespaces)
+    values.extend(v for n in namespaces for v in n.values())
+    codes.extend(f.__code__ for f in functions)
+
+
+_own_code_changed: Callable[[], str | None]  # bound by _hold_state
+_hold_state([sys.modules[__name__], sys.modules[Call.__module__]], "_own_code_changed")

@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -115,22 +116,25 @@ def start_pools(count: int, preload_torch: bool, sandbox: str = "none", hide: li
     return [first] + [first.fork() for _ in range(max(1, count) - 1)]
 
 
-def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool, pools: list[Any] | None = None, counter: Any = None) -> None:
-    """Start of one grader process: its own worker pool; SIGTERM ends it and everything it started."""
+def _init_grader(spec: Any, options: Any, spec_error: str | None, preload_torch: bool, pools: list[Any] | None = None, counter: Any = None, grading: Any = None, hide: list[str] | None = None) -> None:
+    """Start of one grader process: its own worker pool; SIGTERM ends it and everything it started.
+    `grading`: a shared array where the process notes which submission it is on, in its slot."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
     signal.signal(signal.SIGTERM, _end_grader)
     signal.signal(signal.SIGHUP, _end_grader)
     from multiprocessing.util import Finalize
 
-    if pools and counter is not None:
+    index = 0
+    if counter is not None:
         with counter.get_lock():
             index = counter.value
             counter.value += 1
+    if pools:
         pool = pools[index % len(pools)]
     else:
-        pool = start_pools(1, preload_torch, getattr(options, "sandbox", "none"))[0]
+        pool = start_pools(1, preload_torch, getattr(options, "sandbox", "none"), hide)[0]
     Finalize(pool, pool.close, exitpriority=10)
-    _STATE.update(spec=spec, options=options, spec_error=spec_error, pool=pool)
+    _STATE.update(spec=spec, options=options, spec_error=spec_error, pool=pool, grading=grading, slot=index % len(grading) if grading is not None else 0)
 
 
 def _end_grader(signum: int, frame: Any) -> None:
@@ -160,9 +164,15 @@ def kill_descendants(pid: int) -> None:
                 pass
 
 
-def _grade_task(entry: ClassEntry) -> str:
+def _grade_task(entry: ClassEntry, index: int = -1) -> str:
+    grading, slot = _STATE.get("grading"), _STATE.get("slot", 0)
+    if grading is not None:
+        grading[slot] = index  # read by the class run if this process dies
     result = grade_submission(entry, _STATE["spec"], _STATE["options"], _STATE["pool"], _STATE["spec_error"])
-    return json.dumps(result.to_dict())
+    text = json.dumps(result.to_dict())
+    if grading is not None:
+        grading[slot] = -1
+    return text
 
 
 # ---------------------------------------------------------------- the class run
@@ -212,38 +222,28 @@ def run_class(
         signal.signal(s, stop)
     if spec is not None:
         warm_up(spec, options, *scanned([entries[i] for i in todo]))
-    executor = ProcessPoolExecutor(
-        max_workers=max(1, min(jobs, len(todo))),
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_grader,
-        initargs=(spec, options, spec_error, preload_torch, pools, multiprocessing.get_context("fork").Value("i", 0)),
-    )
-    futures: dict[Future[str], int] = {}
+    hide = pools[0].hidden if pools else None
+    grader = _Graders(entries, spec, options, spec_error, preload_torch, hide, run, on_result, progress)
     try:
-        futures = {executor.submit(_grade_task, entries[i]): i for i in todo}
-        if progress:
-            progress.start()  # after the grader processes are forked: no display thread in them
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: futures[f]):
-                i = futures[fut]
-                result = _collect(fut, entries[i])
-                run.results[i] = result
-                on_result(i, result, False)
-                if progress:
-                    progress.advance(entries[i], result, cached=False)
-            if progress:
-                progress.tick()
+        queue, first = todo, True
+        for _ in range(MAX_ROUNDS):
+            lost, suspects = grader.round(queue, jobs, pools if first else None)
+            first = False
+            # The submissions in flight when a grader process died: each is graded again alone, so
+            # only one that ends its own grader process (out of memory, say) is blamed for it.
+            for i in suspects:
+                if grader.round([i], 1, None)[0]:
+                    grader.finish(i, error_result(entries[i].display, DIED_ALONE))
+            queue = [i for i in lost if i not in suspects and i not in run.results]
+            if not queue:
+                break
+        for i in queue:  # grader processes kept dying (the machine is out of memory?): say so, lose nothing else
+            grader.finish(i, error_result(entries[i].display, DIED_REPEATEDLY))
     except KeyboardInterrupt:
         run.interrupted = Interrupted(signal.SIGINT)
     except Interrupted as exc:
         run.interrupted = exc
     finally:
-        if run.interrupted is not None:
-            _stop_graders(executor)
-            kill_descendants(os.getpid())  # the workers started here for the graders, and all below them
-        executor.shutdown(wait=run.interrupted is None, cancel_futures=True)
         for s, handler in previous.items():
             signal.signal(s, handler)
     if run.interrupted is not None:
@@ -256,6 +256,84 @@ def run_class(
                 run.results[i] = result
                 on_result(i, result, False)
     return run
+
+
+MAX_ROUNDS = 4
+DIED_ALONE = (
+    "internal error in attnspec: the grader process died while grading this submission, and again when it was graded on its own "
+    "(it may have made the grader run out of memory); the other submissions were graded normally"
+)
+DIED_REPEATEDLY = f"internal error in attnspec: grader processes died {MAX_ROUNDS} times before this submission could be graded (is the machine out of memory?); grade it again"
+
+
+class _Graders:
+    """Rounds of grader processes for one class run. A grader process that dies (the kernel's
+    out-of-memory killer, a crash) breaks its round; the submissions it did not finish go to the
+    next round instead of being reported as failed."""
+
+    def __init__(
+        self,
+        entries: list[ClassEntry],
+        spec: Any,
+        options: Any,
+        spec_error: str | None,
+        preload_torch: bool,
+        hide: list[str] | None,
+        run: ClassRun,
+        on_result: Callable[[int, GradeResult, bool], None],
+        progress: "ProgressLike | None",
+    ):
+        self.entries, self.spec, self.options, self.spec_error = entries, spec, options, spec_error
+        self.preload_torch, self.hide, self.run, self.on_result, self.progress = preload_torch, hide, run, on_result, progress
+        self.progress_started = False
+
+    def finish(self, i: int, result: GradeResult) -> None:
+        result = annotate(self.entries[i], result) if result.status == "error" and not result.submission.get("student") else result
+        self.run.results[i] = result
+        self.on_result(i, result, False)
+        if self.progress:
+            self.progress.advance(self.entries[i], result, cached=False)
+
+    def round(self, todo: list[int], jobs: int, pools: list[Any] | None) -> tuple[list[int], list[int]]:
+        """Grade `todo` in `jobs` grader processes (with the class's pools, or each starting its own).
+        Returns the submissions a dead grader process left unfinished, and those of them that
+        were being graded when it died."""
+        jobs = max(1, min(jobs, len(todo)))
+        context = multiprocessing.get_context("fork")
+        grading = context.Array("i", [-1] * jobs)  # slot -> the entry each grader process is on
+        executor = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=_init_grader,
+            initargs=(self.spec, self.options, self.spec_error, self.preload_torch, pools, context.Value("i", 0), grading, self.hide),
+        )
+        lost: list[int] = []
+        suspects: set[int] = set()
+        interrupted = True
+        try:
+            futures = {executor.submit(_grade_task, self.entries[i], i): i for i in todo}
+            if self.progress and not self.progress_started:
+                self.progress.start()  # after the grader processes are forked: no display thread in them
+                self.progress_started = True
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: futures[f]):
+                    i = futures[fut]
+                    if isinstance(fut.exception(), BrokenProcessPool):
+                        suspects.update(x for x in grading[:] if x >= 0)
+                        lost.append(i)
+                        continue
+                    self.finish(i, _collect(fut, self.entries[i]))
+                if self.progress:
+                    self.progress.tick()
+            interrupted = False
+        finally:
+            if interrupted or lost:
+                _stop_graders(executor)
+                kill_descendants(os.getpid())  # the workers started here for the graders, and all below them
+            executor.shutdown(wait=not interrupted, cancel_futures=True)
+        return lost, sorted(i for i in suspects if i in lost)
 
 
 def scanned(entries: list[ClassEntry]) -> tuple[tuple[str, ...], tuple[int, ...]]:

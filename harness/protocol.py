@@ -70,6 +70,9 @@ MAX_LOAD_HEADER = 64 * 1024 * 1024  # the load message: the source (at most 5 MB
 MAX_BUFFER = 512 * 1024 * 1024
 MAX_BUFFERS = 64
 MAX_TOTAL = 768 * 1024 * 1024  # all buffers of one message together
+# The most elements an output (or a gradient) may have: the case child reports a larger one as
+# unreadable, so only a tampered child sends more, and the grader will not expand it to float64.
+MAX_OUTPUT_ELEMENTS = 8_000_000
 MAX_DEPTH = 12  # nesting of free-form JSON in a header (decoded inputs are at most 3 deep)
 MAX_ITEMS = 10_000
 MAX_TEXT = 64 * 1024  # a message, traceback or name in a reply
@@ -880,6 +883,8 @@ def decode_values(encoding: str, shape: list[int], buf: bytes) -> np.ndarray:
     else:
         itemsize = np.dtype(encoding).itemsize
         raw = _np_frombuffer(buf, dtype=np.dtype(encoding)) if len(buf) % itemsize == 0 else None
+    if _prod(shape) > MAX_OUTPUT_ELEMENTS:
+        raise CorruptMessage(f"an output said to hold {_prod(shape)} values, more than the {MAX_OUTPUT_ELEMENTS} a worker sends")
     need = itemsize * _prod(shape)
     if raw is None or len(buf) != need:
         raise CorruptMessage(f"an output said to hold {encoding} values of shape {tuple(shape)} ({need} bytes) came with {len(buf)} bytes")
@@ -887,7 +892,11 @@ def decode_values(encoding: str, shape: list[int], buf: bytes) -> np.ndarray:
 
 
 def decode_float64(node: Any, buffers: list[Any]) -> np.ndarray:
-    """A float64 numpy array from an array node (types, shape and byte length checked), a copy."""
+    """A float64 numpy array from an array node (types, shape and byte length checked), a copy;
+    at most MAX_OUTPUT_ELEMENTS values (gradients from a worker, cotangents to it)."""
+    shape = node.get("shape") if type(node) is dict else None
+    if type(shape) is list and all(type(s) is int and s >= 0 for s in shape) and _prod(shape) > MAX_OUTPUT_ELEMENTS:
+        raise CorruptMessage(f"an array said to hold {_prod(shape)} values, more than the {MAX_OUTPUT_ELEMENTS} a worker sends")
     return decode_array(node, buffers, ("float64",), own=False)
 
 

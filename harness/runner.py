@@ -57,6 +57,11 @@ from .protocol import (
 )
 
 WORKER_MARGIN_S = 5.0
+# What the grader keeps of the outputs and gradients one zygote's cases return, all together (their
+# values stay for the diagnosis): a correct submission of every exercise on both backends keeps
+# under 20 MiB; a tampered child that sends outputs of the largest allowed size (64 MB as float64)
+# call after call would otherwise fill the grader's memory, and with it a class run's.
+KEPT_BYTES_LIMIT = 512 << 20
 WATCHDOG_MARGIN_S = 5.0
 
 
@@ -374,6 +379,12 @@ class WorkerPool:
             assert self._sandbox is not None
             return dict(self._sandbox)
 
+    @property
+    def hidden(self) -> list[str]:
+        """The paths this pool's sandboxes do not show (a replacement pool is built with them)."""
+        with self._lock:
+            return list(self._hide)
+
     def hide(self, paths: Any) -> None:
         """Paths that later sandboxes must not show (added before the submissions are spawned)."""
         with self._lock:
@@ -555,6 +566,7 @@ class WorkerSession:
         self.init: int | None = None  # the sandbox's PID 1: killing it ends every process in the sandbox
         self.load: LoadReport = LoadReport(ok=False)
         self.restarts = 0
+        self.kept_bytes = 0  # the outputs and gradients the grader has decoded for this submission (KEPT_BYTES_LIMIT)
         # Whether a case's verdict depends on the cases run before it in the same child: "unknown"
         # until a case fails in a shared child and is run again in a fresh one (grade._run_case).
         self.history = "unknown"  # | "irrelevant" | "matters" (then every case gets a fresh child)
@@ -772,6 +784,12 @@ class CaseSession:
         outcome = decode_outcome(reply, out)
         if outcome.status == "corrupted":
             self._lose(outcome.detail)
+            return outcome
+        kept = (outcome.output.values.nbytes if outcome.output is not None and outcome.output.values is not None else 0) + sum(g.nbytes for g in (outcome.grads or {}).values())
+        self.session.kept_bytes += kept
+        if self.session.kept_bytes > KEPT_BYTES_LIMIT:
+            self._lose(corrupted(f"its outputs came to more than {mib(KEPT_BYTES_LIMIT)} in all, far more than any grading needs"))
+            return CallOutcome(status="corrupted", detail=self.lost or "")
         return outcome
 
     def _end(self, reason: str, outcome: Callable[[str], CallOutcome]) -> CallOutcome:

@@ -235,3 +235,36 @@ def test_the_second_grader_pool_is_a_fork_of_the_first_master_and_grades_the_sam
         time.sleep(0.05)
     assert not any(alive(p) for p in masters), "a master worker outlived its pool"
     assert forked._sock.fileno() == -1
+
+
+def test_a_grader_process_that_dies_costs_only_its_own_submission(tmp_path, monkeypatch):
+    """A submission that kills its grader process (the kernel's out-of-memory killer, say) breaks
+    that round's process pool: every submission in flight is graded again on its own, the rest
+    in a new round, and only the one that kills its grader again gets an error report."""
+    from attnspec import classrun
+    from attnspec.layouts import ClassEntry
+
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    def fake_grade(entry, spec, options, pool=None, spec_error=None):  # runs in the forked grader processes
+        (attempts / f"{entry.student}.{os.getpid()}").touch()
+        if entry.student == "dies":
+            os._exit(9)
+        time.sleep(0.2)
+        return classrun.error_result(entry.display, f"graded {entry.student}", status="graded")
+
+    monkeypatch.setattr(classrun, "grade_submission", fake_grade)
+    names = ["a", "b", "dies", "c", "d", "e"]
+    entries = [ClassEntry.for_file(tmp_path / f"{n}.py", student=n) for n in names]
+    seen: list[int] = []
+    run = classrun.run_class(entries, None, None, jobs=2, on_result=lambda i, r, c: seen.append(i))
+    assert sorted(seen) == list(range(len(names)))  # one result each, none twice
+    for i, n in enumerate(names):
+        result = run.results[i]
+        if n == "dies":
+            assert result.status == "error" and result.error == classrun.DIED_ALONE
+        else:
+            assert (result.status, result.error) == ("graded", f"graded {n}")
+    tries = sorted(p.name.split(".")[0] for p in attempts.iterdir())
+    assert tries.count("dies") == 2  # in its round, then alone

@@ -57,6 +57,7 @@ ATTACKS: dict[str, tuple[Path, dict[str, list[str]]]] = {
     "fake_class.py": (SUBMISSIONS / "wrong_dtype.py", {"iso.dtype_b6": ["Impostor", "which has no dtype"]}),
     "torch_function_lies.py": (HOSTILE / "torch_wrong_dtype.py", {"iso.dtype_b6": ["out.dtype=float64, but should be float32"]}),
     "json_hides_mutation.py": (SUBMISSIONS / "mutates_input.py", {"iso.unchanged_b9": ["modified its input Q in place"]}),
+    "frames_hide_mutation.py": (SUBMISSIONS / "mutates_input.py", {"iso.unchanged_b9": [CORRUPTED + "it changed the grader's own code in its process)"]}),
     "forged_reply.py": (SUBMISSIONS / "wrong_dtype.py", {"iso.dtype_b6": [CORRUPTED, "said to hold float32 values", "came with 2688 bytes"]}),
     "corrupts_reply.py": (SUBMISSIONS / "os_exit.py", {"iso.ref_b3": [CORRUPTED + "the message header is not valid JSON)"]}),
     "frames_tamper.py": (
@@ -569,3 +570,23 @@ def test_a_class_run_gives_every_submission_its_solo_verdict(graded, tmp_path):
         assert exercise["status"] == "load_error" and message in exercise["message"]
     assert "kernelspec is a string" in got["kernelspec_string"]["exercises"][0]["message"]
     assert got["correct"]["score"] == got["correct"]["max_score"] > 0
+
+
+def test_a_child_that_floods_the_grader_with_outputs_loses_its_worker_at_the_limit():
+    from attnspec.runner import KEPT_BYTES_LIMIT
+
+    result = grade(str(HOSTILE / "floods_outputs.py"), load_spec(), _options())  # the shipped spec: enough calls to reach the limit
+    text = "\n".join(i.message for e in result.exercises for c in e.cases for i in c.instances)
+    assert f"its outputs came to more than {KEPT_BYTES_LIMIT >> 20} MiB in all" in text
+    assert result.score < result.max_score / 4 and result.exit_code == 1
+    _valid(result)
+
+
+@pytest.mark.parametrize("decode", [
+    lambda shape, buf: protocol.decode_values("uint8", shape, buf),
+    lambda shape, buf: protocol.decode_float64({"t": "array", "shape": shape, "buf": 0}, [buf]),
+])
+def test_an_output_larger_than_a_worker_may_send_is_refused_before_it_is_expanded(decode):
+    count = protocol.MAX_OUTPUT_ELEMENTS + 1
+    with pytest.raises(protocol.CorruptMessage, match=f"said to hold {count} values, more than the {protocol.MAX_OUTPUT_ELEMENTS}"):
+        decode([count], bytearray(count))  # a uint8 buffer that would be 8x larger as float64
