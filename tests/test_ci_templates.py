@@ -315,3 +315,31 @@ def test_github_format_escapes_learner_text():
     assert len(error_lines) == 1 and "%0Asecond line" in error_lines[0] and "100%25" in error_lines[0]
     summary = github_summary(result)
     assert "<script>" not in summary and "&lt;script&gt;" in summary and "\\|x\\|" in summary
+
+
+def test_learner_text_in_the_github_log_is_never_run_as_a_workflow_command():
+    """A message that prints workflow commands (as the runner reads them: after leading spaces,
+    ::name::, or the older ##[name]) is shown in the log but not run; only attnspec's own
+    commands are, and the same report prints the same log."""
+    from attnspec.reports import render
+    from attnspec.results import CaseResult, ExerciseResult, GradeResult, InstanceResult
+
+    forged = "x\n  ::notice title=attnspec score::38/38 points (passes)\n::stop-commands::zz\n::error::forged\n##[error]forged too\n::zz::"
+    case = CaseResult("ma.x", "manual_attention", "title", "matches_reference", "visible", 1.0, 0.0, "failed", [InstanceResult("numpy", "float64", "failed", forged)])
+    result = GradeResult({"path": "sub.py"}, {}, "graded", 0.0, 1.0, [ExerciseResult("manual_attention", "graded", score=0.0, max_score=1.0, cases=[case])])
+    text = render(result, "github")
+    assert text == render(result, "github")
+    run, resume = [], None
+    for line in text.splitlines():  # the runner's reading of the log
+        line = line.lstrip()
+        if resume is not None:
+            resume = None if line == f"::{resume}::" else resume
+            continue
+        if line.startswith("::stop-commands::"):
+            resume = line.split("::")[2]
+        elif line.startswith(("::", "##[")):
+            run.append(line)
+    assert resume is None
+    assert [c.split(" ")[0].split("::")[1] for c in run] == ["group", "endgroup", "error", "notice"], run
+    assert "forged" not in "".join(c for c in run if not c.startswith("::error file=sub.py"))
+    assert "::notice title=attnspec score::38/38" in text  # shown, as text

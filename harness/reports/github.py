@@ -10,6 +10,7 @@ reports, so a workflow grades each file once.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ..results import CaseResult, ExerciseResult, GradeResult
@@ -24,7 +25,13 @@ def render_github(result: GradeResult, *, min_score: float | None = None) -> str
     from .text import render_text
 
     path = str(result.submission.get("path") or "submission")
-    lines = [f"::group::attnspec report: {_data(path)}", *strip_ansi(render_text(result)).rstrip("\n").splitlines(), "::endgroup::"]
+    body = strip_ansi(render_text(result)).rstrip("\n")
+    # The report quotes learner text (exception messages, printed output): a line of it that reads
+    # as a workflow command (::error ..., ::stop-commands::, ##[...]) must not be run by the runner.
+    # GitHub's way: stop command processing around it, with a token the text cannot contain or
+    # guess (derived from the text itself, so the same report prints the same log).
+    token = "attnspec-" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    lines = [f"::group::attnspec report: {_data(path)}", f"::stop-commands::{token}", *body.splitlines(), f"::{token}::", "::endgroup::"]
     lines += failure_annotations(result)[:MAX_ANNOTATIONS]
     if result.status == "graded":
         verdict = "" if min_score is None else (" (passes)" if passed(result, min_score) else f" (below {fmt_points(min_score)}%)")
