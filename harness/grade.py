@@ -118,9 +118,12 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             scope = exercises_in_file(graded, submission, static, load.functions) or graded
             result.options["exercises"] = list(scope)
         deadline = start + options.limits.submission_timeout
-        for exercise in scope:
-            run = _grade_exercise(exercise, spec, options, submission, static, load, sessions, candidates, deadline)
-            result.exercises.append(run.result)
+        # Every exercise's visible cases run before any hidden case: what a hidden case's inputs
+        # leave in the submission's sandbox (a file in its /tmp, a list kept in a module) can then
+        # reach no message a learner sees.
+        started = [_start_exercise(exercise, spec, options, submission, static, load, sessions, candidates, deadline) for exercise in scope]
+        for exercise_started in started:
+            result.exercises.append(_finish_exercise(exercise_started, options, submission, static, load, sessions, deadline).result)
     finally:
         for each in sessions:
             each.close()
@@ -192,7 +195,20 @@ def _load_info(submission: Submission, load: LoadReport) -> LoadInfo:
 # ---------------------------------------------------------------- one exercise
 
 
-def _grade_exercise(
+@dataclass
+class _StartedExercise:
+    """An exercise whose visible cases have run; its hidden ones, rules case and diagnosis follow."""
+
+    run: ExerciseRun
+    rules: Any = None
+    cases: list[Case] = field(default_factory=list)  # the cases that apply, in spec order
+    backends: list[str] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
+    finished: dict[int, tuple[CaseResult, ExerciseRun]] = field(default_factory=dict)  # by index in `cases`
+    done: bool = False  # nothing more to run: not gradable, or not implemented
+
+
+def _start_exercise(
     exercise: str,
     spec: Spec,
     options: GradeOptions,
@@ -202,12 +218,12 @@ def _grade_exercise(
     sessions: list[WorkerSession],
     candidates: list[str],
     deadline: float,
-) -> ExerciseRun:
+) -> _StartedExercise:
     cases = _cases_for(spec, exercise, options)
     rules = spec.rules.get(exercise)
     result = ExerciseResult(exercise, "graded", max_score=_max_points(spec, exercise, options))
     result.max_score -= sum(c.points for c in cases if not set(c.backends) & set(candidates))
-    run = ExerciseRun(result)
+    started = _StartedExercise(ExerciseRun(result), rules)
     fn_static = static.functions.get(exercise)
     if fn_static is not None:
         result.location = f"{fn_static.filename.split(',')[0]}, {submission.where(fn_static.filename, fn_static.line)}"
@@ -215,28 +231,49 @@ def _grade_exercise(
     ungradable = _ungradable(exercise, submission, static, load)
     if ungradable is not None:
         result.status, result.message = ungradable
-        return run
-    forbidden = [f.api for f in rules.forbidden] if rules is not None else []
-    probe = _probe_backends(exercise, candidates, sessions[0], fn_static, forbidden, options.limits)
-    run.tripwires.extend(probe.tripwires)
+        started.done = True
+        return started
+    started.forbidden = [f.api for f in rules.forbidden] if rules is not None else []
+    probe = _probe_backends(exercise, candidates, sessions[0], fn_static, started.forbidden, options.limits)
+    started.run.tripwires.extend(probe.tripwires)
     if probe.not_implemented is not None:
         result.status, result.message = "not_implemented", f"{exercise} is not implemented yet: it raises NotImplementedError{probe.not_implemented}"
-        return run
-    backends = probe.backends
-    result.backends, result.backend_notes = backends, probe.notes
-    applicable = [c for c in cases if set(c.backends) & set(backends)]
-    skipped = [c for c in cases if c not in applicable]
+        started.done = True
+        return started
+    started.backends = probe.backends
+    result.backends, result.backend_notes = probe.backends, probe.notes
+    started.cases = [c for c in cases if set(c.backends) & set(probe.backends)]
+    skipped = [c for c in cases if c not in started.cases]
     if skipped:
         only = sorted({b for c in skipped for b in c.backends})
         result.backend_notes.append(f"{len(skipped)} case(s) apply only to {', '.join(only)} and were not run for this submission")
         result.max_score -= sum(c.points for c in skipped if set(c.backends) & set(candidates))
-    _run_cases(applicable, backends, options, submission, sessions, run, deadline, forbidden)
-    attach_patterns(run, sessions[0], options, forbidden, deadline)
+    visible = [i for i, c in enumerate(started.cases) if not c.hidden]
+    _run_cases(started, visible, options, submission, sessions, deadline, may_end=len(visible) == len(started.cases))
+    return started
+
+
+def _finish_exercise(
+    started: _StartedExercise, options: GradeOptions, submission: Submission, static: StaticReport, load: LoadReport, sessions: list[WorkerSession], deadline: float
+) -> ExerciseRun:
+    """The hidden cases, then every case's result in spec order, the rules case, the score and the diagnosis."""
+    run, result = started.run, started.run.result
+    if started.done:
+        return run
+    _run_cases(started, [i for i, c in enumerate(started.cases) if c.hidden], options, submission, sessions, deadline, may_end=True)
+    for index in sorted(started.finished):
+        case_result, part = started.finished[index]
+        result.cases.append(case_result)
+        run.evidence.extend(part.evidence)
+        run.passed_evidence.extend(part.passed_evidence)
+        run.tripwires.extend(t for t in part.tripwires if t not in run.tripwires)
+    attach_patterns(run, sessions[0], options, started.forbidden, deadline)
+    rules = started.rules
     if rules is not None and _rules_selected(rules, options):
-        result.cases.append(_rules_case(exercise, rules, static, load, run, submission))
+        result.cases.append(_rules_case(result.exercise, rules, static, load, run, submission))
     score_exercise(result)
     if run.evidence:  # scored above: probes the diagnosis runs (in the sandbox, like the cases) never change scores
-        diagnose(run, source="\n".join(f.text for f in submission.files), prober=SessionProber(sessions[0], forbidden, deadline, exercise))
+        diagnose(run, source="\n".join(f.text for f in submission.files), prober=SessionProber(sessions[0], started.forbidden, deadline, result.exercise))
     return run
 
 
@@ -258,27 +295,21 @@ def _ungradable(exercise: str, submission: Submission, static: StaticReport, loa
     return None
 
 
-def _run_cases(
-    cases: list[Case], backends: list[str], options: GradeOptions, submission: Submission, sessions: list[WorkerSession], run: ExerciseRun, deadline: float, forbidden: list[str]
-) -> None:
-    """Run the cases, dealt to the zygotes in turn (case i to zygote i mod n, each in spec order,
-    so what ran before a case in its process is the same in every grading), and merge their
-    results in spec order."""
-    finished: list[Any] = [None] * len(cases)
+def _run_cases(started: _StartedExercise, indices: list[int], options: GradeOptions, submission: Submission, sessions: list[WorkerSession], deadline: float, *, may_end: bool) -> None:
+    """Run the cases at `indices`, dealt to the zygotes in turn (the i-th to zygote i mod n, each
+    in spec order, so what ran before a case in its process is the same in every grading), into
+    `started.finished`. `may_end`: no more cases of this exercise follow these."""
 
     def serve(k: int, session: WorkerSession) -> None:
-        mine = list(range(k, len(cases), len(sessions)))
+        mine = indices[k :: len(sessions)]
         for n, index in enumerate(mine):
-            part = ExerciseRun(run.result)
-            finished[index] = (_run_case(cases[index], backends, options, submission, session, part, deadline, forbidden, last=n == len(mine) - 1), part)
+            part = ExerciseRun(started.run.result)
+            last = may_end and n == len(mine) - 1
+            case_result = _run_case(started.cases[index], started.backends, options, submission, session, part, deadline, started.forbidden, last=last)
+            started.finished[index] = (case_result, part)
 
     for future in [_case_threads(len(sessions)).submit(serve, k, each) for k, each in enumerate(sessions)]:
         future.result()
-    for case_result, part in finished:
-        run.result.cases.append(case_result)
-        run.evidence.extend(part.evidence)
-        run.passed_evidence.extend(part.passed_evidence)
-        run.tripwires.extend(t for t in part.tripwires if t not in run.tripwires)
 
 
 _THREADS: tuple[int, ThreadPoolExecutor] | None = None
