@@ -332,6 +332,7 @@ class Tripwires:
         self.namespace = namespace
         self.builtins: dict[int, str] = {}
         self.codes: dict[Any, str] = {}
+        self.instances: dict[Any, list[tuple[Any, str]]] = {}
         self.hits: list[dict[str, Any]] = []
         self.targets: list[tuple[str, Any, str, Any]] = []
         self.undo: list[tuple[Any, str, Any]] = []
@@ -349,6 +350,11 @@ class Tripwires:
                         self.codes[code] = api
             elif hasattr(target, "__code__"):
                 self.codes[target.__code__] = api
+            elif _type(getattr(_type(target), "__call__", None)) is types.FunctionType:
+                # an object called through its class's Python __call__ (torch.ops.aten's op
+                # packets): that code runs for every such object, so the hit is the call whose
+                # `self` is this one
+                self.instances.setdefault(_type(target).__call__.__code__, []).append((target, api))
             else:
                 self.builtins[id(target)] = api
         self.record, self.profile, self.count = self._closures()
@@ -356,7 +362,7 @@ class Tripwires:
     def _closures(self) -> tuple[Callable[[str, Any], None], Callable[..., None], Callable[[], tuple[int, list[Any]]]]:
         """record/profile/count functions that hold their state in closure cells."""
         hits, learner_files = self.hits, frozenset(self.learner_files)
-        builtins_map, codes = dict(self.builtins), dict(self.codes)
+        builtins_map, codes, instances = dict(self.builtins), dict(self.codes), {k: tuple(v) for k, v in self.instances.items()}
         seen: list[Any] = []
         getframe_line = _learner_line
 
@@ -374,6 +380,9 @@ class Tripwires:
                 api = builtins_map.get(id(arg))
             elif event == "call":
                 api = codes.get(frame.f_code)
+                if api is None and frame.f_code in instances:
+                    me = frame.f_locals.get("self")
+                    api = next((name for target, name in instances[frame.f_code] if target is me), None)
             if api is not None:
                 record(api, frame if event == "c_call" else frame.f_back)
 
@@ -416,7 +425,7 @@ class Tripwires:
                     if value is target:
                         self.namespace[name] = wrapper
                         self.undo.append((self.namespace, name, target))
-        self.profiling = bool(self.builtins or self.codes)
+        self.profiling = bool(self.builtins or self.codes or self.instances)
         if self.profiling:
             _setprofile(self.profile)
         return self

@@ -148,6 +148,28 @@ def test_forbidden_api_reached_by_a_built_name_with_the_profiler_off_is_still_ca
     assert "called torch.nn.functional.scaled_dot_product_attention at run time (line 8)" in rules.message
 
 
+@pytest.mark.parametrize("reach,api", [
+    ("getattr(torch.ops.aten, 'scaled_dot_' + 'product_attention')", "torch.ops.aten.scaled_dot_product_attention"),  # an op packet, called through its Python __call__
+    ("getattr(torch.ops.aten, 'scaled_dot_' + 'product_attention').default", "torch.ops.aten.scaled_dot_product_attention.default"),
+    ("getattr(torch, '_scaled_dot_product_' + 'attention_math')", "torch._scaled_dot_product_attention_math"),
+])
+def test_pytorch_own_attention_reached_another_way_is_caught_at_run_time(reach, api, spec, pool, tmp_path):
+    pytest.importorskip("torch")
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text(
+        "import torch\n\n"
+        f"ATTEND = {reach}\n\n"
+        "def manual_attention(Q, K, V, mask=None):\n"
+        "    out = ATTEND(Q, K, V, mask)\n"
+        "    return out[0] if isinstance(out, tuple) else out\n"
+    )
+    options = GradeOptions(exercises=("manual_attention",), case_ids=("manual_attention.implementation_rules",))  # the probe call alone must reveal it
+    ex = grade(str(sneaky), spec, options, pool).exercises[0]
+    rules = next(c for c in ex.cases if c.property == "implementation_rules")
+    assert rules.outcome == "failed"
+    assert f"called {api} at run time (line 6)" in rules.message, rules.message
+
+
 def test_kill_matrix_on_numpy_only_marks_torch_only_mistakes_unchecked_not_surviving():
     matrix = build_kill_matrix(load_spec(), ["numpy"], ("manual_attention",))
     assert {r.id for r in matrix.unchecked} == {"ma.numpy_roundtrip", "ma.data_write", "ma.no_grad", "ma.half_fill_overflow"}
