@@ -737,21 +737,32 @@ def _hold_state(modules: list[Any], name: str) -> None:
             return message
         return None
 
+    def hold(more: list[Any]) -> None:
+        """Add modules (their globals, classes and functions) to what `changed` checks."""
+        start = len(namespaces)
+        for module in more:
+            vars(module).setdefault("__warningregistry__", {})  # a warning issued from its code adds it later
+            namespaces.append(vars(module))
+            for value in list(vars(module).values()):
+                if getattr(value, "__module__", None) != module.__name__:
+                    continue
+                if isinstance(value, type):
+                    namespaces.append(vars(value))
+                    functions.extend(f for f in vars(value).values() if _type(getattr(f, "__code__", None)) is types.CodeType)
+                elif _type(getattr(value, "__code__", None)) is types.CodeType:
+                    functions.append(value)
+        added = namespaces[start:]
+        sizes.extend(len(n) for n in added)
+        values.extend(v for n in added for v in n.values())
+        codes.extend(f.__code__ for f in functions[len(codes) :])
+
     vars(modules[0])[name] = changed
-    for module in modules:
-        namespaces.append(vars(module))
-        for value in list(vars(module).values()):
-            if getattr(value, "__module__", None) != module.__name__:
-                continue
-            if isinstance(value, type):
-                namespaces.append(vars(value))
-                functions.extend(f for f in vars(value).values() if _type(getattr(f, "__code__", None)) is types.CodeType)
-            elif _type(getattr(value, "__code__", None)) is types.CodeType:
-                functions.append(value)
-    sizes.extend(len(n) for n in namespaces)
-    values.extend(v for n in namespaces for v in n.values())
-    codes.extend(f.__code__ for f in functions)
+    vars(modules[0])["hold_modules"] = hold
+    hold(modules)
 
 
 _own_code_changed: Callable[[], str | None]  # bound by _hold_state
+# Bound by _hold_state: the worker adds its own module and childstate's before any learner code runs.
+hold_modules: Callable[[list[Any]], None]
 _hold_state([sys.modules[__name__], sys.modules[Call.__module__]], "_own_code_changed")
+

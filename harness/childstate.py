@@ -22,6 +22,7 @@ It never reaches another submission.
 from __future__ import annotations
 
 import operator
+import os
 import sys
 import types
 from typing import Any, Mapping
@@ -40,7 +41,7 @@ class Snapshot:
         self.own = self._own_state()
         # per library namespace: its names then, and the objects they named (kept alive here, so
         # their ids cannot be reused by other objects)
-        self.libraries = [(d, tuple(d), tuple(d.values())) for d in self._library_dicts()]
+        self.libraries = [(d, tuple(d), tuple(d.values()), root) for d, root in self._library_dicts()]
         torch = sys.modules.get("torch")
         tensor = getattr(torch, "Tensor", None) if torch is not None else None
         self.tensor_names = (vars(tensor), len(vars(tensor))) if isinstance(tensor, type) else None
@@ -50,9 +51,11 @@ class Snapshot:
         try:
             if self._own_state() != self.own or _switches() != self.switches:
                 return True
-            # each name still bound to the very object it was (held above, so `is` cannot be fooled)
-            if not all(all(map(_is, map(d.get, names), values)) for d, names, values in self.libraries):
-                return True
+            # each name still bound to the very object it was (held above, so `is` cannot be fooled),
+            # or to the library's own wrapper of it
+            for d, names, values, root in self.libraries:
+                if not all(map(_is, map(d.get, names), values)) and not all(map(_same_or_own_wrapper, map(d.get, names), values, (root,) * len(names))):
+                    return True
             # a class's namespace gains no names on its own (a module's does: lazy submodules), so a
             # name added to torch.Tensor shadows an inherited method (torch.Tensor.add = ...)
             return self.tensor_names is not None and len(self.tensor_names[0]) != self.tensor_names[1]
@@ -74,16 +77,41 @@ class Snapshot:
     def _own_state(self) -> list[tuple[Any, ...]]:
         return [tuple((k, id(v), _shallow(v)) for k, v in list(d.items())) for d in self._own_dicts()]
 
-    def _library_dicts(self) -> list[Mapping[str, Any]]:
+    def _library_dicts(self) -> list[tuple[Mapping[str, Any], str | None]]:
+        """Each library namespace with the folder of the package it belongs to (None: unknown)."""
         modules = [sys.modules[name] for name in LIBRARIES if name in sys.modules]
         for d in self._own_dicts():
             modules += [v for v in d.values() if isinstance(v, types.ModuleType) and getattr(v, "__file__", None) not in self.learner_files]
-        dicts: dict[int, Mapping[str, Any]] = {id(m.__dict__): m.__dict__ for m in modules}
+        dicts: dict[int, tuple[Mapping[str, Any], str | None]] = {id(m.__dict__): (m.__dict__, _package_root(m)) for m in modules}
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(getattr(torch, "Tensor", None), type):
-            dicts[0] = vars(torch.Tensor)  # a live view of the class's namespace (methods patched on tensors)
+            dicts[0] = (vars(torch.Tensor), _package_root(torch))  # a live view of the class's namespace (methods patched on tensors)
         return list(dicts.values())
 
+
+
+def _package_root(module: Any) -> str | None:
+    """The folder of the top-level package a module belongs to (torch.nn.functional -> .../torch/)."""
+    top = sys.modules.get(str(getattr(module, "__name__", "")).split(".")[0])
+    path = getattr(top, "__file__", None)
+    return os.path.dirname(path) + os.sep if isinstance(path, str) and path.endswith("__init__.py") else None
+
+
+def _same_or_own_wrapper(now: Any, then: Any, root: str | None) -> bool:
+    """`now` is `then`, or a library's own wrapper of it: a function whose code is in the library's
+    package and whose __wrapped__ is the original (PyTorch rebinds torch.manual_seed that way when
+    a call first imports torch._dynamo, e.g. torch.utils.checkpoint). A learner's function, code
+    in the learner's file, is not one, whatever it claims to wrap."""
+    if now is then:
+        return True
+    code = getattr(now, "__code__", None)
+    return (
+        root is not None
+        and type(now) is types.FunctionType
+        and isinstance(code, types.CodeType)
+        and code.co_filename.startswith(root)
+        and getattr(now, "__wrapped__", None) is then
+    )
 
 
 def _shallow(value: Any) -> Any:

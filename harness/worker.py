@@ -275,6 +275,15 @@ def _enter_workdir(request: Load) -> None:
             pass
 
 
+def _file_seen_inside(request: Load) -> str:
+    """The submission's __file__: where it lies as its code sees the file system, so that
+    os.path.dirname(__file__) finds the helper files next to it (in a sandbox, its private folder,
+    where they were written; else the file's own folder)."""
+    name = os.path.basename(request.path)
+    folder = sandbox.workdir if sandbox.workdir is not None else request.directory
+    return os.path.join(folder, name) if folder else request.path
+
+
 class _ChunkTimeout(BaseException):
     """Raised by SIGALRM while a chunk of the submission runs at load time."""
 
@@ -366,7 +375,7 @@ class Zygote:
         # A real module in sys.modules: dataclasses, typing.get_type_hints and pickle look the
         # submission up there by its __name__ (`from __future__ import annotations` + @dataclass).
         submission = types.ModuleType(request.module_name)
-        submission.__dict__.update(__builtins__=builtins, __file__=request.path)
+        submission.__dict__.update(__builtins__=builtins, __file__=_file_seen_inside(request))
         sys.modules[request.module_name] = submission
         self.namespace = submission.__dict__
         lines = _source_lines(request.files)
@@ -725,6 +734,10 @@ _FUTURE_FLAGS = 0
 for _feature in __import__("__future__").all_feature_names:
     _FUTURE_FLAGS |= getattr(__import__("__future__"), _feature).compiler_flag
 
+
+# The case child checks after every call that this module and childstate (the state check) are as
+# they are now, before any learner code ran in the process (callexec._own_code_changed).
+callexec.hold_modules([sys.modules[__name__], childstate])
 
 if __name__ == "__main__":
     master_main(int(sys.argv[1]))

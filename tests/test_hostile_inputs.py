@@ -590,3 +590,11 @@ def test_an_output_larger_than_a_worker_may_send_is_refused_before_it_is_expande
     count = protocol.MAX_OUTPUT_ELEMENTS + 1
     with pytest.raises(protocol.CorruptMessage, match=f"said to hold {count} values, more than the {protocol.MAX_OUTPUT_ELEMENTS}"):
         decode([count], bytearray(count))  # a uint8 buffer that would be 8x larger as float64
+
+
+def test_a_patch_of_the_worker_module_at_load_time_is_tampering_not_a_pass(graded):
+    """The worker's module and the state check are held like callexec's own: a submission that
+    swaps the worker's reply sender before any case runs gets every call reported as tampering."""
+    result, honest = graded(HOSTILE / "worker_send_patch.py"), graded(SUBMISSIONS / "mutates_input.py")
+    assert result.score <= honest.score and _outcomes(result)["iso.unchanged_b9"] != "passed"
+    assert CORRUPTED + "it changed the grader's own code in its process)" in _messages(result, "iso.unchanged_b9")

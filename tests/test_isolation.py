@@ -262,6 +262,18 @@ def test_the_state_check_sees_library_patches_and_ignores_lazy_submodules(monkey
     with monkeypatch.context() as m:  # a module gaining a submodule (torch imports some lazily) is no change
         m.setattr(torch, "lazily_imported", types.ModuleType("torch.lazily_imported"), raising=False)
         assert not snap.changed()
+    import functools
+
+    # PyTorch wrapping its own function (as importing torch._dynamo does to torch.manual_seed): a
+    # function whose code is in torch's package and whose __wrapped__ is the original: no change
+    own = functools.wraps(torch.manual_seed)(types.FunctionType(torch.nn.functional.relu.__code__, {}))
+    with monkeypatch.context() as m:
+        m.setattr(torch, "manual_seed", own)
+        assert not snap.changed()
+    # the same claim from a function written in the learner's file is a patch
+    with monkeypatch.context() as m:
+        m.setattr(torch, "manual_seed", functools.wraps(torch.manual_seed)(lambda *a: None))
+        assert snap.changed()
 
 
 def test_case_order_and_sharing_are_the_same_in_every_grading(spec, pool):
