@@ -26,6 +26,7 @@ from . import misconceptions, probes, refcache
 from .exercises import EXERCISES
 from .inputs import Inputs
 from .misconceptions import STRUCTURAL_PROPERTIES, Misconception
+from .reports.failure import builtin_exception_name
 from .results import Diagnosis
 from .specmodel import Tolerance
 from .timing import input_megabytes
@@ -458,7 +459,8 @@ class _Diagnoser:
             facts.append({"feature": "probes", "probes": [p.summary() for p in self.probes], "text": text})
         raised = [c for c in bad if c.obs.status == "raised"]
         if raised and len(raised) < len(bad):
-            facts.append({"feature": "raised", "text": f"{len(raised)} of {len(bad)} differing calls raised {', '.join(sorted({str(c.obs.error_type) for c in raised}))}"})
+            kinds = sorted({builtin_exception_name(c.obs.error_type) or "an exception class of the submission's own" for c in raised})  # hidden calls are among them
+            facts.append({"feature": "raised", "text": f"{len(raised)} of {len(bad)} differing calls raised {', '.join(kinds)}"})
         if all(c.obs.status == "ok" for c in bad):
             rel = max(_rel_error(c, self.exercise) for c in bad)
             if rel < 1e-4:

@@ -457,3 +457,14 @@ def test_every_registered_format_renders_and_the_cli_offers_exactly_the_registry
     assert tuple(grade_command.choices) == FORMATS == tuple(REGISTRY)
     with pytest.raises(ValueError, match="unknown report format 'pdf'"):
         render(failures(), "pdf")
+
+
+def test_a_hidden_case_names_only_pythons_own_exception_classes():
+    """The name of a class the submission made can spell out the hidden inputs: it is not shown."""
+    from attnspec.reports.failure import redact, render_failure
+
+    for name, shown in [("ValueError", "ValueError"), ("FloatingPointError", "FloatingPointError"), ("Q_3x4x9x16_first_m2p44", None), ("print", None), ("a b", None)]:
+        failure = {"kind": "raised", "outcome": "error", "function": "manual_attention", "error": {"type": name, "message": "secret"}}
+        text = render_failure(redact(failure), hidden=True)
+        assert ("raised " + shown) in text if shown else ("raised an exception of a class the submission defines" in text and name not in text), text
+        assert "secret" not in text

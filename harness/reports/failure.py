@@ -4,6 +4,8 @@ no values, no positions, so nothing about the inputs or expected values leaks.""
 
 from __future__ import annotations
 
+import builtins
+
 from typing import Any
 
 HIDDEN_SUFFIX = " [hidden case: inputs not shown]"
@@ -80,12 +82,19 @@ def _hidden_text(f: dict[str, Any]) -> str:
     return HIDDEN_TEXT.get(kind, "the case failed")
 
 
+def builtin_exception_name(name: Any) -> str | None:
+    """`name` if it is one of Python's own exception classes, else None: the name of a class the
+    submission made could spell out a hidden case's inputs (type(f"Q_{shape}", (Exception,), {}))."""
+    found = getattr(builtins, str(name), None) if isinstance(name, str) and name.isidentifier() else None
+    return name if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
 def redact(f: dict[str, Any]) -> dict[str, Any]:
     """The failure of a hidden case: the kind, hints and error sizes stay; the call, values,
     positions, shapes and evidence go."""
     kept: dict[str, Any] = {k: f[k] for k in ("kind", "outcome", "hints", "claim_hidden", "function") if k in f}
     if f.get("error"):
-        kept["error"] = {"type": f["error"].get("type")}
+        kept["error"] = {"type": builtin_exception_name(f["error"].get("type")) or "an exception of a class the submission defines"}
     comparison = f.get("comparison") or {}
     if comparison:
         kept["comparison"] = {k: comparison[k] for k in ("max_abs_error", "max_rel_error", "what", "against") if k in comparison}
