@@ -168,7 +168,11 @@ class _Diagnoser:
             for c in self.result.cases
             if (prop is None or c.property == prop)
             and any(
-                i.backend == self.backend and i.outcome != "passed" and (i.failure or {}).get("kind") in kinds and (got is None or (i.failure or {}).get("got") == got)
+                i.backend == self.backend
+                and i.outcome != "passed"
+                and (i.failure or {}).get("kind") in kinds
+                # a None output is a missing return, not the array type or dtype a signature names
+                and ((i.failure or {}).get("got") == got if got is not None else (i.failure or {}).get("got") != "none")
                 for i in c.instances
             )
         )

@@ -491,3 +491,18 @@ def test_one_hot_queries_solve_an_unusual_scale_exactly(spec):
     (d,) = result.diagnoses
     assert d.id == "ma.scale_other" and abs(d.params["scale"] - 0.0137) < 1e-5
     assert any(p["probe"] == "one_hot_queries" and p["reproduced"] for p in d.evidence["probes"])
+
+
+def test_a_function_that_returns_nothing_is_a_missing_return_not_a_wrong_array_type(spec, pool, tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "no_return.py"
+    path.write_text(
+        "import math\nimport torch\n\n"
+        "def manual_attention(Q, K, V, mask=None):\n"
+        "    s = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])\n"
+        "    out = torch.softmax(s if mask is None else s + mask, dim=-1) @ V\n"
+    )
+    ex = grade(str(path), spec, GradeOptions(exercises=("manual_attention",)), pool).exercises[0]
+    assert ex.failed_cases and [d.id for d in ex.diagnoses] == [], ex.diagnoses
+    array_type = next(c for c in ex.cases if c.property == "output_array_type")
+    assert {i.likely for i in array_type.instances} == {"a missing return statement [hint.missing_return]"}

@@ -37,7 +37,9 @@ def check_output_array_type(ctx: CaseContext, inputs: Inputs) -> None:
     if out is None or out.kind != kind:
         got = out.describe() if out else "None"
         hints = []
-        if out is not None and out.kind == "list":
+        if out is None or out.kind == "none":
+            hints = ["hint.missing_return"]
+        elif out.kind == "list":
             hints = ["hint.tolist"]
         elif out is not None and out.kind == "ndarray" and ctx.backend == "torch":
             hints = ["hint.torch_to_numpy"]
