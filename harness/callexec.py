@@ -178,10 +178,15 @@ def _snapshot(args: list[Any], names: list[str]) -> dict[str, bytes]:
 
     def add(name: str, value: Any, depth: int) -> None:
         if _type(value) is dict and depth < 3:
-            for key, sub in _list(dict.items(value)):
+            items = _list(dict.items(value))
+            # the container itself: a key added or removed is a change too (its names, not str() of learner objects)
+            snap[name] = "\x00".join(k if _type(k) is str else "<key>" for k, _ in items).encode("utf-8", "surrogatepass")
+            for key, sub in items:
                 add(f"{name}.{key}", sub, depth + 1)
         elif _type(value) is list and depth < 3:
-            for i, sub in _enumerate(_list(value)):
+            items = _list(value)
+            snap[name] = b"%d items" % _len(items)
+            for i, sub in _enumerate(items):
                 add(f"{name}.{i}", sub, depth + 1)
         else:
             b = _array_bytes(value)

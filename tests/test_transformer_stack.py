@@ -225,3 +225,17 @@ def test_mask_given_to_the_first_layer_only_fails_the_every_layer_mask_case(tmp_
     failed = {c.case_id for c in ex.cases if not c.passed}
     assert "stack.mask.every_layer" in failed
     assert "stack.one_layer" not in failed  # one layer always gets the mask
+
+
+def test_a_key_added_to_a_layers_parameters_is_a_modified_input(tmp_path, spec, pool):
+    """Values untouched, but the caller's dicts gain a key: the inputs were modified all the same."""
+    body = """
+        h = x
+        for i, params in enumerate(layers):
+            params["layer_index"] = i
+            h = transformer_block(h, params, n_heads, mask)
+        return h
+    """
+    ex = _grade(tmp_path, spec, pool, body)
+    assert [c.case_id for c in ex.cases if c.outcome != "passed"] == ["stack.inputs_unchanged"]
+    assert "modified its inputs layers.0, layers.1" in next(c for c in ex.cases if c.case_id == "stack.inputs_unchanged").instances[0].message
