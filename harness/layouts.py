@@ -220,16 +220,20 @@ def _refuse(path: Path, folder: Path) -> str | None:
     return None
 
 
-_DEF = {name: re.compile(rf"\bdef\s+{name}\s*\(") for name in EXERCISE_NAMES}
+# one pass over the text for every exercise name
+_DEFS = re.compile(rf"\bdef\s+({'|'.join(map(re.escape, EXERCISE_NAMES))})\s*\(")
+SCAN_BYTES = 5_000_000  # of a file, read to find the exercises it defines (a graded .py may not be larger)
 
 
 def defined_exercises(path: Path, exercises: tuple[str, ...] = EXERCISE_NAMES) -> list[str]:
     """The exercise functions a file defines (a text search: it never runs or parses learner code)."""
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        with open(path, "rb") as f:
+            text = f.read(SCAN_BYTES).decode("utf-8-sig", errors="replace")
     except OSError:
         return []
-    return [e for e in exercises if _DEF[e].search(text)]
+    found = set(_DEFS.findall(text))
+    return [e for e in exercises if e in found]
 
 
 def choose_graded_file(sources: list[Path], exercises: tuple[str, ...] = EXERCISE_NAMES) -> tuple[Path | None, str]:

@@ -35,6 +35,8 @@ _MAX_RECOVERIES = 20
 # message. Notebooks carry their outputs (plots), so the file may be larger; its code may not.
 MAX_SOURCE_BYTES = 5_000_000
 MAX_NOTEBOOK_BYTES = 50_000_000
+MAX_COMPANIONS = 200  # helper files sent with a submission
+MAX_COMPANION_CHARS = 20_000_000  # all its helper files together
 MAX_JSON_DEPTH = 64
 
 
@@ -103,12 +105,17 @@ class Submission:
         folder is visible there). A helper that cannot be read as text is left out."""
         texts: dict[str, str] = {}
         folder = self.path.resolve().parent
-        for companion in self.companions:
+        total = 0
+        for companion in self.companions[:MAX_COMPANIONS]:
             p = Path(companion)
             try:
-                texts[os.path.relpath(p.resolve(), folder)] = _read_safely(p, str(p)).decode("utf-8")
+                text = _read_safely(p, str(p)).decode("utf-8")
             except (SubmissionError, UnicodeDecodeError, ValueError):
                 continue
+            total += len(text)
+            if total > MAX_COMPANION_CHARS:  # a folder of huge files would fill the grader's memory and the worker's request
+                break
+            texts[os.path.relpath(p.resolve(), folder)] = text
         return texts
 
     def where(self, filename: str | None, line: int | None) -> str:
