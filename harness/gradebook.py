@@ -163,9 +163,14 @@ def write_gradebook(path: Path, rows: list[dict[str, Any]], header: str, summary
 
 
 def _csv_safe(value: Any) -> Any:
-    """Spreadsheets run cells starting with = + - @ as formulas: a learner's file name must not."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    """Spreadsheets run cells starting with = + - @ as formulas (after leading spaces too): a
+    learner's file name must not; control characters (terminal escapes, bidi overrides) are
+    written as visible escapes, so `cat grades.csv` shows them instead of obeying them."""
+    if isinstance(value, str):
+        value = terminal_safe(value, multiline=True)
+        if value.lstrip(" ")[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
+        return value
     if isinstance(value, bool):
         return "yes" if value else ""
     return value

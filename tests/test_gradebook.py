@@ -133,3 +133,13 @@ def test_corrupt_cache_entries_are_misses(tmp_path):
     assert cache.get(key) is None
     Path(tmp_path / "ab" / f"{key}.json").write_text(json.dumps({"key": "other", "result": {}}))
     assert cache.get(key) is None
+
+
+def test_csv_cells_show_control_characters_and_defuse_formulas_after_spaces():
+    from attnspec.gradebook import _csv_safe
+
+    assert _csv_safe(" =1+1") == "' =1+1"
+    assert _csv_safe("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    shown = _csv_safe("alice\x1b]0;pwned\x07\x1b[2J\u202e")
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown and shown.startswith("alice")
+    assert _csv_safe("bob") == "bob" and _csv_safe(3.5) == 3.5
