@@ -205,3 +205,29 @@ def test_same_file_name_given_twice_uses_the_relative_path(tmp_path, scratch, mo
     entries = discover(["a/sol.py", "b/sol.py"], scratch)
     names = report_names([(e.key, e.display) for e in entries])
     assert names == ["a%2Fsol", "b%2Fsol"]
+
+
+@pytest.mark.parametrize("level", ["none", "auto"])
+def test_a_helper_folder_found_through_file_loads_in_and_out_of_the_sandbox(tmp_path, level):
+    """The usual idiom sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'lib')): the
+    submission's __file__ is where its code sees the file, next to its helper files."""
+    from attnspec.grade import GradeOptions, grade
+    from attnspec.loader import load_spec
+    from attnspec.runner import WorkerPool
+
+    student = tmp_path / "class" / "erin"
+    (student / "lib").mkdir(parents=True)
+    (student / "lib" / "ops.py").write_text("import numpy as np\n\ndef softmax(s):\n    e = np.exp(s - s.max(-1, keepdims=True))\n    return e / e.sum(-1, keepdims=True)\n")
+    (student / "hw.py").write_text(
+        "import math, os, sys\nimport numpy as np\n"
+        "sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lib'))\n"
+        "from ops import softmax\n\n"
+        "def manual_attention(Q, K, V, mask=None):\n"
+        "    s = Q @ np.swapaxes(K, -1, -2) / math.sqrt(Q.shape[-1])\n"
+        "    return softmax(s if mask is None else s + mask) @ V\n"
+    )
+    with WorkerPool(level) as pool:
+        result = grade(str(student / "hw.py"), load_spec(), GradeOptions(exercises=("manual_attention",), backend="numpy"), pool,
+                       display="class/erin/hw.py", companions=[str(student / "lib" / "ops.py")])
+    assert result.load.errors == [], result.load.errors
+    assert result.score == result.max_score
