@@ -14,6 +14,7 @@ import re
 import shlex
 import threading
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -113,6 +114,7 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             sessions += [session.clone() for _ in range(max(1, options.workers) - 1)]
         if "torch" in candidates and pool.wait_preloaded().get("torch"):
             raise BackendUnavailable(f"PyTorch could not be imported in the worker: {pool.preloaded['torch']}")
+        submission.notes.extend(_ungraded_in_companions(submission, set(static.functions) | set(load.functions), scope))
         result.load = _load_info(submission, load)
         if not options.exercises:
             scope = exercises_in_file(graded, submission, static, load.functions) or graded
@@ -131,6 +133,22 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
             pool.close()
     _finish(result, spec, options, scope, start)
     return result
+
+
+def _ungraded_in_companions(submission: Submission, graded_file_has: set[str], scope: tuple[str, ...]) -> list[str]:
+    """A note for each helper file that defines an exercise the graded file does not: only the
+    graded file's functions are graded, and a learner who split the work must hear why."""
+    from .layouts import defined_exercises
+
+    notes = []
+    for companion in submission.companions:
+        elsewhere = [e for e in defined_exercises(Path(companion), scope) if e not in graded_file_has]
+        if elsewhere:
+            notes.append(
+                f"{Path(companion).name} defines {', '.join(elsewhere)}, which is not graded: only {os.path.basename(submission.display)} is "
+                "(the file that defines the most exercises); define every exercise in that file, or import it there"
+            )
+    return notes
 
 
 def exercises_in_file(graded: tuple[str, ...], submission: Submission, static: StaticReport, defined_at_run_time: Any = ()) -> tuple[str, ...]:

@@ -231,3 +231,18 @@ def test_a_helper_folder_found_through_file_loads_in_and_out_of_the_sandbox(tmp_
                        display="class/erin/hw.py", companions=[str(student / "lib" / "ops.py")])
     assert result.load.errors == [], result.load.errors
     assert result.score == result.max_score
+
+
+def test_an_exercise_defined_only_in_a_helper_file_is_reported_as_not_graded(tmp_path):
+    from attnspec.grade import GradeOptions, grade
+    from attnspec.loader import load_spec
+    from attnspec.runner import WorkerPool
+
+    student = tmp_path / "dave"
+    student.mkdir()
+    (student / "core.py").write_text("def causal_mask(seq_len):\n    import numpy as np\n    return np.triu(np.full((seq_len, seq_len), -np.inf), k=1)\n\ndef attention_param_count(d_model, d_head, n_heads, n_layers):\n    return 4 * d_model * d_head * n_heads * n_layers\n")
+    (student / "stack.py").write_text("from core import *\n\ndef transformer_stack(x, layers, n_heads, mask=None):\n    return x\n")
+    with WorkerPool() as pool:
+        result = grade(str(student / "core.py"), load_spec(), GradeOptions(), pool, display="dave/core.py", companions=[str(student / "stack.py")])
+    assert [e.exercise for e in result.exercises] == ["causal_mask", "attention_param_count"]
+    assert any(n.startswith("stack.py defines transformer_stack, which is not graded: only core.py is") for n in result.load.notes), result.load.notes
