@@ -72,27 +72,31 @@ class _Fit:
     worst: float
 
 
-def diagnose(run: Any, options: Any = None, source: str = "", prober: Any = None) -> None:
+def diagnose(run: Any, options: Any = None, source: str = "", prober: Any = None, sound: tuple[str, ...] = ()) -> None:
     """Fill run.result.diagnoses (or diagnosis_note and diagnosis_facts) from the evidence gathered while grading.
 
     `prober` (probes.SessionProber / probes.InProcessProber, or None) runs designed probe calls
-    when the recorded outputs leave more than one candidate, or too few observations to fit."""
+    when the recorded outputs leave more than one candidate, or too few observations to fit.
+    `sound`: lower exercises whose learner function this one calls and that passed all their cases."""
     result = run.result
     for backend in result.backends:
         failing = [e for e in run.evidence if e.backend == backend]
         if not failing:
             continue
         passing = [e for e in run.passed_evidence if e.backend == backend]
-        _Diagnoser(result, backend, failing, passing, source, prober).run()
+        _Diagnoser(result, backend, failing, passing, source, prober, sound).run()
     if result.failed_cases and not result.diagnoses and not result.diagnosis_note:
         result.diagnosis_note = NO_MATCH
     filter_hints(result)
 
 
 class _Diagnoser:
-    def __init__(self, result: Any, backend: str, failing: list, passing: list, source: str, prober: Any = None):
+    def __init__(self, result: Any, backend: str, failing: list, passing: list, source: str, prober: Any = None, sound: tuple[str, ...] = ()):
         self.result, self.backend, self.failing, self.passing, self.source = result, backend, failing, passing, source
         self.prober = prober
+        # the learner's own lower-exercise functions this one calls and that passed every case of
+        # their own: a mistake inside them (block.mha.*) is not a candidate
+        self.sound = tuple(f"{EXERCISES[result.exercise].prefix}.{EXERCISES[lower].lifted_name}." for lower in sound if EXERCISES[lower].lifted_name)
         self.probes: list[probes.Probe] = []  # the probes that ran (with an observation or not)
         self.exercise = result.exercise
         self.explained_calls: set[int] = set()  # id() of observations a signature already explains
@@ -100,9 +104,12 @@ class _Diagnoser:
 
     # -- entry ------------------------------------------------------------------------------
 
+    def _catalogue(self) -> list[Misconception]:
+        return [m for m in misconceptions.for_exercise(self.exercise) if not m.id.startswith(self.sound)] if self.sound else list(misconceptions.for_exercise(self.exercise))
+
     def run(self) -> None:
         named: list[Diagnosis] = []
-        for m in misconceptions.for_exercise(self.exercise):
+        for m in self._catalogue():
             if self.backend not in m.backends or (m.signature is None and m.rule is None and m.function is None):
                 continue
             evidence = self._structural(m)
@@ -223,7 +230,7 @@ class _Diagnoser:
         """Every smallest model that reproduces the calls that need explaining and agrees with the rest."""
         must = sorted([c for c in calls if c.must_explain], key=lambda c: -c.ref_ratio)
         rest = [c for c in calls if not c.must_explain]
-        settings = [(m, k) for m in misconceptions.for_exercise(self.exercise) if m.by_output and self.backend in m.backends and m.id not in _FALLBACK_ONLY for k in m.settings()]
+        settings = [(m, k) for m in self._catalogue() if m.by_output and self.backend in m.backends and m.id not in _FALLBACK_ONLY for k in m.settings()]
         fits = self._search(settings, must, rest)
         if not fits:
             fits = self._fit_scale(must, rest)

@@ -9,6 +9,7 @@ Its parts: which backends a function works on (backendprobe.py), one case instan
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -125,7 +126,8 @@ def grade(path: str, spec: Spec, options: GradeOptions, pool: WorkerPool | None 
         # reach no message a learner sees.
         started = [_start_exercise(exercise, spec, options, submission, static, load, sessions, candidates, deadline) for exercise in scope]
         for exercise_started in started:
-            result.exercises.append(_finish_exercise(exercise_started, options, submission, static, load, sessions, deadline).result)
+            sound = _sound_helpers(exercise_started.run.result.exercise, static, result.exercises)
+            result.exercises.append(_finish_exercise(exercise_started, options, submission, static, load, sessions, deadline, sound).result)
     finally:
         for each in sessions:
             each.close()
@@ -271,8 +273,25 @@ def _start_exercise(
     return started
 
 
+def _sound_helpers(exercise: str, static: StaticReport, graded: list[ExerciseResult]) -> tuple[str, ...]:
+    """The exercises graded before this one, with every case passed, whose function this one's
+    body calls by name (a block that calls the learner's own, correct multi_head_attention)."""
+    fn = static.functions.get(exercise)
+    if fn is None:
+        return ()
+    called = {n.id for n in ast.walk(fn.node) if isinstance(n, ast.Name)}
+    return tuple(e.exercise for e in graded if e.exercise in called and e.status == "graded" and e.cases and not e.failed_cases)
+
+
 def _finish_exercise(
-    started: _StartedExercise, options: GradeOptions, submission: Submission, static: StaticReport, load: LoadReport, sessions: list[WorkerSession], deadline: float
+    started: _StartedExercise,
+    options: GradeOptions,
+    submission: Submission,
+    static: StaticReport,
+    load: LoadReport,
+    sessions: list[WorkerSession],
+    deadline: float,
+    sound: tuple[str, ...] = (),
 ) -> ExerciseRun:
     """The hidden cases, then every case's result in spec order, the rules case, the score and the diagnosis."""
     run, result = started.run, started.run.result
@@ -291,7 +310,7 @@ def _finish_exercise(
         result.cases.append(_rules_case(result.exercise, rules, static, load, run, submission))
     score_exercise(result)
     if run.evidence:  # scored above: probes the diagnosis runs (in the sandbox, like the cases) never change scores
-        diagnose(run, source="\n".join(f.text for f in submission.files), prober=SessionProber(sessions[0], started.forbidden, deadline, result.exercise))
+        diagnose(run, source="\n".join(f.text for f in submission.files), prober=SessionProber(sessions[0], started.forbidden, deadline, result.exercise), sound=sound)
     return run
 
 

@@ -506,3 +506,15 @@ def test_a_function_that_returns_nothing_is_a_missing_return_not_a_wrong_array_t
     assert ex.failed_cases and [d.id for d in ex.diagnoses] == [], ex.diagnoses
     array_type = next(c for c in ex.cases if c.property == "output_array_type")
     assert {i.likely for i in array_type.instances} == {"a missing return statement [hint.missing_return]"}
+
+
+def test_a_block_that_calls_its_own_correct_attention_is_not_told_its_attention_is_wrong(spec, pool):
+    """The residual is taken from LN(x) instead of x. 'No attention residual' plus 'the attention
+    returns x + edit' reproduces that, but the learner's multi_head_attention passed every case
+    of its own and the block calls it: no mistake inside it is named."""
+    result = grade(str(Path(__file__).parent / "submissions" / "block_residual_from_ln.py"), spec, GradeOptions(backend="numpy"), pool)
+    exercises = {e.exercise: e for e in result.exercises}
+    assert not exercises["multi_head_attention"].failed_cases
+    block = exercises["transformer_block"]
+    assert block.failed_cases
+    assert not [d.id for d in block.diagnoses if d.id.startswith("block.mha.")], block.diagnoses
