@@ -72,13 +72,14 @@ class StaticReport:
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in helpers:
                     todo.append(node.id)
                 path = _resolve(node, aliases)
-                if path is None:
+                matched = [api for api in apis if path is not None and _matches(path, api)]
+                if not matched:
                     continue
-                for api in apis:
-                    if _matches(path, api):
-                        use = Use(api, info.filename, getattr(node, "lineno", info.line), name)
-                        if use not in uses:
-                            uses.append(use)
+                # one use per name in the code: the API it names exactly, else the first it resembles
+                api = next((a for a in matched if path == a or str(path).startswith(a + ".")), matched[0])
+                use = Use(api, info.filename, getattr(node, "lineno", info.line), name)
+                if use not in uses:
+                    uses.append(use)
         return sorted(uses, key=lambda u: (u.filename, u.line))
 
 

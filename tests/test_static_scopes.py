@@ -124,3 +124,11 @@ def test_names_the_function_binds_itself_hide_the_forbidden_import(tmp_path, tex
 ])
 def test_a_real_use_is_still_found(tmp_path, text, line):
     assert uses(tmp_path, text) == [line]
+
+
+def test_one_use_is_reported_once_under_the_api_it_names(tmp_path):
+    path = tmp_path / "sub.py"
+    path.write_text("import torch.nn.functional as F\n\ndef manual_attention(Q, K, V, mask=None):\n    return F.scaled_dot_product_attention(Q, K, V)\n")
+    apis = ["torch.ops.aten.scaled_dot_product_attention", SDPA]  # the first resembles the call (same name under torch)
+    found = analyze(load_submission(str(path))).forbidden_uses("manual_attention", apis)
+    assert [(u.api, u.line) for u in found] == [(SDPA, 4)]
