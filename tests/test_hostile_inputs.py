@@ -10,6 +10,7 @@ Everything runs at the default isolation level.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -575,10 +576,12 @@ def test_a_class_run_gives_every_submission_its_solo_verdict(graded, tmp_path):
 def test_a_child_that_floods_the_grader_with_outputs_loses_its_worker_at_the_limit():
     from attnspec.runner import KEPT_BYTES_LIMIT
 
-    result = grade(str(HOSTILE / "floods_outputs.py"), load_spec(), _options())  # the shipped spec: enough calls to reach the limit
+    shipped = load_spec()
+    cases = tuple(c.id for c in shipped.cases if c.exercise == EXERCISE and c.inputs is not None and not c.inputs.is_literal)[:14]  # enough calls to reach the limit
+    result = grade(str(HOSTILE / "floods_outputs.py"), shipped, dataclasses.replace(_options(), case_ids=cases))
     text = "\n".join(i.message for e in result.exercises for c in e.cases for i in c.instances)
     assert f"its outputs came to more than {KEPT_BYTES_LIMIT >> 20} MiB in all" in text
-    assert result.score < result.max_score / 4 and result.exit_code == 1
+    assert result.score < result.max_score / 2 and result.exit_code == 1
     _valid(result)
 
 
