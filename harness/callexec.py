@@ -607,7 +607,7 @@ def execute_call(
         if sampler is not None:
             sampler.end()
         duration = _perf_counter() - start
-        tampered = tripwires.intact() or _own_code_changed()  # noqa: F821 - bound by _hold_state below
+        tampered = tripwires.intact() or _own_code_changed()
         tripwires.__exit__()
     error = None
     if raised is not None and tampered is None:
@@ -715,12 +715,11 @@ def _gradients(value: Any, leaves: dict[str, Any], cot_node: Any, buffers: list[
     return out
 
 
-def _hold_state(modules: list[Any], name: str) -> None:
-    """Bind `name` in the first module to a check that the modules' globals, their classes'
-    attributes and their functions' code are still what they were when this module was imported
-    (before any learner code ran in the process): a submission that reaches them (through frames
-    or the garbage collector) to swap a function, such as the one that checks its inputs for
-    changes, is caught, not believed. The check is bound first, so it is part of what it holds."""
+def _state_holder() -> tuple[Callable[[], str | None], Callable[[list[Any]], None]]:
+    """(changed, hold): `hold(modules)` records the modules' globals, their classes' attributes and
+    their functions' code; `changed()` says whether any of it is no longer what was recorded. A
+    submission that reaches them (through frames or the garbage collector) to swap a function,
+    such as the one that checks its inputs for changes, is caught, not believed."""
     namespaces: list[Any] = []  # module and class namespaces, then what they held, all in one row
     sizes: list[int] = []
     values: list[Any] = []
@@ -761,13 +760,11 @@ def _hold_state(modules: list[Any], name: str) -> None:
         values.extend(v for n in added for v in n.values())
         codes.extend(f.__code__ for f in functions[len(codes) :])
 
-    vars(modules[0])[name] = changed
-    vars(modules[0])["hold_modules"] = hold
-    hold(modules)
+    return changed, hold
 
 
-_own_code_changed: Callable[[], str | None]  # bound by _hold_state
-# Bound by _hold_state: the worker adds its own module and childstate's before any learner code runs.
-hold_modules: Callable[[list[Any]], None]
-_hold_state([sys.modules[__name__], sys.modules[Call.__module__]], "_own_code_changed")
+# Held at import, before any learner code runs in the process (the names are bound first, so they
+# are part of what is held); the worker adds its own module and childstate's the same way.
+_own_code_changed, hold_modules = _state_holder()
+hold_modules([sys.modules[__name__], sys.modules[Call.__module__]])
 
