@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import UsageError
 from .exercises import EXERCISE_NAMES
+from .submission import MAX_NOTEBOOK_BYTES, MAX_SOURCE_BYTES
 
 SOURCE_SUFFIXES = (".py", ".ipynb")
 MAX_FILE_BYTES = 20 << 20  # one source file
@@ -222,14 +223,14 @@ def _refuse(path: Path, folder: Path) -> str | None:
 
 # one pass over the text for every exercise name
 _DEFS = re.compile(rf"\bdef\s+({'|'.join(map(re.escape, EXERCISE_NAMES))})\s*\(")
-SCAN_BYTES = 5_000_000  # of a file, read to find the exercises it defines (a graded .py may not be larger)
 
 
 def defined_exercises(path: Path, exercises: tuple[str, ...] = EXERCISE_NAMES) -> list[str]:
     """The exercise functions a file defines (a text search: it never runs or parses learner code)."""
     try:
         with open(path, "rb") as f:
-            text = f.read(SCAN_BYTES).decode("utf-8-sig", errors="replace")
+            # no more than the file may hold to be graded at all (submission.py's limits)
+            text = f.read(MAX_NOTEBOOK_BYTES if path.suffix == ".ipynb" else MAX_SOURCE_BYTES).decode("utf-8-sig", errors="replace")
     except OSError:
         return []
     found = set(_DEFS.findall(text))
