@@ -894,24 +894,26 @@ def decode_values(encoding: str, shape: list[int], buf: bytes) -> np.ndarray:
 def decode_float64(node: Any, buffers: list[Any]) -> np.ndarray:
     """A float64 numpy array from an array node (types, shape and byte length checked), a copy;
     at most MAX_OUTPUT_ELEMENTS values (gradients from a worker, cotangents to it)."""
-    shape = node.get("shape") if type(node) is dict else None
-    if type(shape) is list and all(type(s) is int and s >= 0 for s in shape) and _prod(shape) > MAX_OUTPUT_ELEMENTS:
-        raise CorruptMessage(f"an array said to hold {_prod(shape)} values, more than the {MAX_OUTPUT_ELEMENTS} a worker sends")
-    return decode_array(node, buffers, ("float64",), own=False)
+    return decode_array(node, buffers, ("float64",), own=False, max_elements=MAX_OUTPUT_ELEMENTS)
 
 
 _ARRAY_DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
 
 
-def decode_array(node: Any, buffers: list[Any], encodings: tuple[str, ...] = ("float64", "float32"), *, own: bool = True) -> np.ndarray:
+def decode_array(
+    node: Any, buffers: list[Any], encodings: tuple[str, ...] = ("float64", "float32"), *, own: bool = True, max_elements: int | None = None
+) -> np.ndarray:
     """A numpy array from an array node, in the encoding it names (float64 unless it says
-    float32). With `own` an array is built on a buffer `recv` read (a bytearray that nothing else
-    holds) without copying it; otherwise, and for any other buffer, it is a copy."""
+    float32), of at most `max_elements` values. With `own` an array is built on a buffer `recv`
+    read (a bytearray that nothing else holds) without copying it; otherwise, and for any other
+    buffer, it is a copy."""
     if type(node) is not dict:
         raise CorruptMessage("an array reference is not an object")
     shape, index, encoding = node.get("shape"), node.get("buf"), node.get("dtype", "float64")
     if type(shape) is not list or len(shape) > 32 or not all(type(s) is int and 0 <= s for s in shape):
         raise CorruptMessage("an array's shape is not a list of sizes")
+    if max_elements is not None and _prod(shape) > max_elements:
+        raise CorruptMessage(f"an array said to hold {_prod(shape)} values, more than the {max_elements} a worker sends")
     if type(index) is not int or not 0 <= index < len(buffers):
         raise CorruptMessage("an array refers to a buffer that was not sent")
     if encoding not in encodings:
